@@ -1,0 +1,291 @@
+//! `hello`: the smallest real Tessera plugin, to copy when starting your own.
+//! A notes API on the storage primitive, a counter, and a trivial route.
+//!
+//! Routes (relative to the mount):
+//!   GET    /hello              {"hello":"world"}
+//!   GET    /greeting           the `greeting` setting from the site config
+//!   GET    /notes              list; ?tag=&title_like=&order=title|-title&offset=&limit=
+//!   POST   /notes              create {title, body?, tags?} -> 201
+//!   POST   /notes/batch        create several atomically (all or none)
+//!   GET    /notes/:id          one note; `etag` is its version
+//!   PUT    /notes/:id          replace; `if-match: VERSION` for optimistic locking
+//!   DELETE /notes/:id
+//!   GET    /counter, POST /counter
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
+use tessera_sdk::{Params, Plugin, Request, Response, RouteMatch, Router};
+
+type Handler = fn(&Request, &Params) -> Result<Response, ApiError>;
+
+fn routes() -> Router<Handler> {
+    Router::<Handler>::new()
+        .add("GET", "/hello", hello)
+        .add("GET", "/greeting", greeting)
+        .add("GET", "/notes", list_notes)
+        .add("POST", "/notes", create_note)
+        .add("POST", "/notes/batch", create_batch)
+        .add("GET", "/notes/:id", get_note)
+        .add("PUT", "/notes/:id", replace_note)
+        .add("DELETE", "/notes/:id", delete_note)
+        .add("GET", "/counter", get_counter)
+        .add("POST", "/counter", bump_counter)
+}
+
+const NOTES: Collection = Collection::new("notes");
+const COUNTERS: Collection = Collection::new("counters");
+
+struct Hello;
+
+impl Plugin for Hello {
+    fn handle(req: Request) -> Response {
+        let result = match routes().route(&req.method, &req.subpath) {
+            RouteMatch::Found(handler, params) => handler(&req, &params),
+            RouteMatch::MethodNotAllowed(allowed) => Err(ApiError::new(405, "method not allowed")
+                .with_header("allow", allowed.join(", "))),
+            RouteMatch::NotFound => Err(ApiError::new(404, "no such route")),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+}
+
+tessera_sdk::export_plugin!(Hello);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Note {
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+impl Note {
+    fn validate(&self) -> Result<(), ApiError> {
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return Err(ApiError::new(400, "title must be 1-200 characters"));
+        }
+        Ok(())
+    }
+}
+
+fn note_json(note: &Versioned<Note>) -> serde_json::Value {
+    json!({
+        "id": note.key,
+        "version": note.version,
+        "title": note.value.title,
+        "body": note.value.body,
+        "tags": note.value.tags,
+        "created": note.created,
+        "updated": note.updated,
+    })
+}
+
+fn hello(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &json!({"hello": "world"})))
+}
+
+fn greeting(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    let greeting: String =
+        tessera_sdk::config::get("greeting").unwrap_or_else(|| "hello".to_string());
+    Ok(Response::json(200, &json!({ "greeting": greeting })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    tag: Option<String>,
+    title_like: Option<String>,
+    order: Option<String>,
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+}
+
+fn list_notes(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let q: ListQuery = req
+        .query_as()
+        .map_err(|e| ApiError::new(400, &format!("bad query: {e}")))?;
+    let mut filters = Vec::new();
+    if let Some(tag) = &q.tag {
+        // Tags are an array; match any element by storing a lookup path per note
+        // would need an index: here we use LIKE on the JSON text of the array.
+        filters.push(Filter::like("tags", &format!("%\"{}\"%", escape_like(tag))));
+    }
+    if let Some(pattern) = &q.title_like {
+        filters.push(Filter::like("title", pattern));
+    }
+    let mut query = NOTES.query();
+    if !filters.is_empty() {
+        query = query.filter(Filter::and(filters));
+    }
+    query = match q.order.as_deref() {
+        None | Some("id") => query.order_by("_key", false),
+        Some("title") => query.order_by("title", false),
+        Some("-title") => query.order_by("title", true),
+        Some("-created") => query.order_by("_created", true),
+        Some(other) => return Err(ApiError::new(400, &format!("unknown order {other}"))),
+    };
+    if let Some(limit) = q.limit {
+        query = query.limit(limit.min(1000));
+    }
+    let page = query.offset(q.offset).fetch::<Note>()?;
+    let items: Vec<_> = page.items.iter().map(note_json).collect();
+    Ok(Response::json(200, &json!({ "items": items, "total": page.total }))
+        .with_header("x-total-count", &page.total.to_string()))
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+fn parse_note(req: &Request) -> Result<Note, ApiError> {
+    let note: Note = req
+        .json()
+        .map_err(|e| ApiError::new(400, &format!("invalid JSON body: {e}")))?;
+    note.validate()?;
+    Ok(note)
+}
+
+fn create_note(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let note = parse_note(req)?;
+    let id = storage::next_id("notes")?.to_string();
+    NOTES.insert(&id, &note)?;
+    let stored = NOTES.get::<Note>(&id)?.ok_or_else(|| ApiError::new(500, "note vanished"))?;
+    Ok(Response::json(201, &note_json(&stored))
+        .with_header("location", &format!("{}/notes/{id}", req.mount.trim_end_matches('/'))))
+}
+
+#[derive(Deserialize)]
+struct BatchItem {
+    id: String,
+    #[serde(flatten)]
+    note: Note,
+}
+
+fn create_batch(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let items: Vec<BatchItem> = req
+        .json()
+        .map_err(|e| ApiError::new(400, &format!("invalid JSON body: {e}")))?;
+    let mut writes = Vec::with_capacity(items.len());
+    for item in &items {
+        item.note.validate()?;
+        writes.push(NOTES.insert_op(&item.id, &item.note)?);
+    }
+    match storage::batch(&writes) {
+        Ok(docs) => Ok(Response::json(201, &json!({ "created": docs.len() }))),
+        Err(e) => Err(ApiError::new(409, "batch refused; nothing was written")
+            .with_detail(json!({ "index": e.index, "reason": format!("{:?}", e.error) }))),
+    }
+}
+
+fn get_note(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let id = params.get("id").unwrap_or_default();
+    let note = NOTES.get::<Note>(id)?.ok_or_else(|| ApiError::new(404, "no such note"))?;
+    Ok(Response::json(200, &note_json(&note)).with_header("etag", &format!("\"{}\"", note.version)))
+}
+
+fn replace_note(req: &Request, params: &Params) -> Result<Response, ApiError> {
+    let id = params.get("id").unwrap_or_default();
+    let note = parse_note(req)?;
+    let expected = match req.header("if-match") {
+        Some(v) => Some(
+            v.trim_matches('"')
+                .parse::<u64>()
+                .map_err(|_| ApiError::new(400, "if-match must be a version number"))?,
+        ),
+        None => None,
+    };
+    NOTES.put(id, &note, expected)?;
+    let stored = NOTES.get::<Note>(id)?.ok_or_else(|| ApiError::new(404, "no such note"))?;
+    Ok(Response::json(200, &note_json(&stored)))
+}
+
+fn delete_note(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let id = params.get("id").unwrap_or_default();
+    if NOTES.delete(id, None)? {
+        Ok(Response::new(204))
+    } else {
+        Err(ApiError::new(404, "no such note"))
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct Counter {
+    value: u64,
+}
+
+fn get_counter(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    let value = COUNTERS.get::<Counter>("main")?.map(|c| c.value.value).unwrap_or(0);
+    Ok(Response::json(200, &json!({ "value": value })))
+}
+
+/// Increment with optimistic concurrency: retry when another request won.
+fn bump_counter(_: &Request, _: &Params) -> Result<Response, ApiError> {
+    for _ in 0..50 {
+        let (current, version) = match COUNTERS.get::<Counter>("main")? {
+            Some(c) => (c.value.value, c.version),
+            None => (0, 0),
+        };
+        match COUNTERS.put("main", &Counter { value: current + 1 }, Some(version)) {
+            Ok(_) => return Ok(Response::json(200, &json!({ "value": current + 1 }))),
+            Err(storage::Error::Storage(StorageError::Conflict(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::new(503, "counter is too contended, try again"))
+}
+
+/// This plugin's error envelope: `{"error": message, ...detail}`.
+struct ApiError {
+    status: u16,
+    message: String,
+    detail: Option<serde_json::Value>,
+    headers: Vec<(String, String)>,
+}
+
+impl ApiError {
+    fn new(status: u16, message: &str) -> Self {
+        ApiError { status, message: message.to_string(), detail: None, headers: Vec::new() }
+    }
+
+    fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    fn with_header(mut self, name: &str, value: String) -> Self {
+        self.headers.push((name.to_string(), value));
+        self
+    }
+
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(detail) = self.detail {
+            body["detail"] = detail;
+        }
+        let mut response = Response::json(self.status, &body);
+        for (name, value) in &self.headers {
+            response = response.with_header(name, value);
+        }
+        response
+    }
+}
+
+impl From<storage::Error> for ApiError {
+    fn from(e: storage::Error) -> Self {
+        match e {
+            storage::Error::Storage(StorageError::Conflict(current)) => {
+                ApiError::new(409, "version conflict")
+                    .with_detail(json!({ "current_version": current }))
+            }
+            storage::Error::Storage(StorageError::AlreadyExists) => ApiError::new(409, "already exists"),
+            storage::Error::Storage(StorageError::NotFound) => ApiError::new(404, "not found"),
+            storage::Error::Storage(StorageError::Invalid(m)) => ApiError::new(400, &m),
+            other => {
+                tessera_sdk::error!("storage failed: {other}");
+                ApiError::new(500, "storage failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The `tessera` command line: `serve`, `config check`, `plugins list`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, SiteConfig};
+use crate::db::Database;
+use crate::primitives::Primitives;
+use crate::runtime::{Runtime, builtin};
+use crate::server::{self, Kernel};
+
+#[derive(Parser)]
+#[command(name = "tessera", version, about = "A WebAssembly-plugin platform kernel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the site until SIGINT/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        site: SiteArgs,
+        /// Override the listen address (`127.0.0.1:0` picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Override the data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Site config commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Plugin commands.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a site config and exit (0 when valid).
+    Check {
+        #[command(flatten)]
+        site: SiteArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// The site's plugins: name, mounts, grants, wasm sha256 and size.
+    List {
+        #[command(flatten)]
+        site: SiteArgs,
+    },
+}
+
+#[derive(Args)]
+struct SiteArgs {
+    /// The site config (TOML). Without it, the built-in default site.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl SiteArgs {
+    fn load(&self) -> anyhow::Result<SiteConfig> {
+        match &self.config {
+            Some(path) => Ok(SiteConfig::load(path)?),
+            None => Ok(config::default_site()),
+        }
+    }
+}
+
+/// Run the CLI; the error is printed by `main` as one line.
+pub fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            site,
+            listen,
+            data_dir,
+        } => {
+            let mut site = site.load()?;
+            if let Some(listen) = listen {
+                site.listen = listen;
+            }
+            if let Some(dir) = data_dir {
+                site.data_dir = dir;
+            }
+            serve(site)
+        }
+        Command::Config {
+            command: ConfigCommand::Check { site },
+        } => {
+            let site = site.load()?;
+            println!("{}: ok ({} plugins enabled)", site.origin, site.enabled_plugins().count());
+            Ok(())
+        }
+        Command::Plugins {
+            command: PluginsCommand::List { site },
+        } => list_plugins(&site.load()?),
+    }
+}
+
+fn serve(site: SiteConfig) -> anyhow::Result<()> {
+    init_tracing(&site.log)?;
+    std::fs::create_dir_all(&site.data_dir)
+        .with_context(|| format!("cannot create data dir {}", site.data_dir.display()))?;
+    let db = Database::open(&site.data_dir.join("tessera.db"))
+        .with_context(|| format!("cannot open the database in {}", site.data_dir.display()))?;
+    let primitives = Primitives::open(db);
+    let runtime = Runtime::start(&site, &primitives)?;
+    let kernel = Arc::new(Kernel::new(runtime));
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tessera-worker")
+        .build()?;
+    tokio.block_on(server::serve(kernel, site.listen))
+}
+
+fn list_plugins(site: &SiteConfig) -> anyhow::Result<()> {
+    use sha2::{Digest, Sha256};
+    println!("{:<18} {:<34} {:<36} {:>9}  sha256", "name", "mounts", "grants", "bytes");
+    for (name, plugin) in site.enabled_plugins() {
+        let wasm = if config::looks_like_path(&plugin.source) {
+            std::fs::read(&plugin.source).with_context(|| format!("cannot read {}", plugin.source))?
+        } else {
+            builtin::get(&plugin.source).map(<[u8]>::to_vec).unwrap_or_default()
+        };
+        println!(
+            "{:<18} {:<34} {:<36} {:>9}  {}",
+            name,
+            plugin.mounts.join(","),
+            plugin.grants.join(","),
+            wasm.len(),
+            hex::encode(Sha256::digest(&wasm))
+        );
+    }
+    Ok(())
+}
+
+fn init_tracing(filter: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
+        _ => EnvFilter::try_new(filter),
+    }
+    .map_err(|e| anyhow::anyhow!("bad log filter: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,67 @@
+//! The kernel's primitives. Each is a plain Rust API (what the CLI and the
+//! tests call) with a thin WIT layer (`wit.rs`) that plugins reach.
+
+pub mod auth;
+pub mod hypervisor;
+pub mod jobs;
+pub mod log;
+pub mod settings;
+pub mod storage;
+#[path = "storage/wit.rs"]
+mod storage_wit;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::config::Grant;
+use crate::db::Database;
+use crate::runtime::bindings::tessera::kernel;
+use crate::runtime::bindings::Unsupported;
+use crate::runtime::state::InstanceState;
+
+/// The site-wide handles the runtime hands to plugins per their grants.
+#[derive(Clone)]
+pub struct Primitives {
+    pub db: Database,
+    pub storage: storage::Storage,
+}
+
+impl Primitives {
+    pub fn open(db: Database) -> Self {
+        Primitives {
+            storage: storage::Storage::new(db.clone()),
+            db,
+        }
+    }
+}
+
+type State = HasSelf<InstanceState>;
+
+/// Interfaces every plugin gets: types, log, config.
+pub fn link_always(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
+    kernel::types::add_to_linker::<_, State>(linker, |s| s)?;
+    kernel::log::add_to_linker::<_, State>(linker, |s| s)?;
+    kernel::config::add_to_linker::<_, State>(linker, |s| s)?;
+    Ok(())
+}
+
+/// The interface behind one grant. `auth-admin` and `files` widen what
+/// granted interfaces allow rather than adding one.
+pub fn link_grant(linker: &mut Linker<InstanceState>, grant: Grant) -> wasmtime::Result<()> {
+    match grant {
+        Grant::Storage => kernel::storage::add_to_linker::<_, State>(linker, |s| s),
+        Grant::Auth => kernel::auth::add_to_linker::<_, State>(linker, |s| s),
+        Grant::Jobs => kernel::jobs::add_to_linker::<_, State>(linker, |s| s),
+        Grant::Hypervisor => kernel::hypervisor::add_to_linker::<_, State>(linker, |s| s),
+        Grant::AuthAdmin | Grant::Files => Ok(()),
+    }
+}
+
+impl kernel::types::Host for InstanceState {}
+
+/// The answer of an interface this kernel declares but does not serve yet.
+pub(crate) fn unsupported(interface: &str) -> Unsupported {
+    Unsupported {
+        interface: interface.to_string(),
+        message: format!("tessera:kernel/{interface} is declared but not implemented by this kernel yet"),
+    }
+}

@@ -1,0 +1,12 @@
+//! Host-side bindings generated from the `tessera:kernel` WIT package.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+    // Exports are called on async stores so a long-running plugin yields to
+    // the executor at every epoch tick instead of holding a worker thread.
+    exports: { default: async },
+});
+
+pub use exports::tessera::kernel::handler::{Request, Response};
+pub use tessera::kernel::types::Unsupported;

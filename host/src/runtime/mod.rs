@@ -1,0 +1,149 @@
+//! The plugin runtime: one engine, every enabled plugin loaded and
+//! pre-linked, and a fresh instance for every call under time and memory caps.
+
+pub mod bindings;
+pub mod builtin;
+mod cache;
+pub mod engine;
+pub mod plugin;
+pub mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Instant;
+
+use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
+
+pub use bindings::{Request, Response};
+pub use cache::CompileCache;
+pub use plugin::{LoadError, LoadedPlugin};
+use state::{InstanceState, MemoryCapExceeded, TimeBudgetExceeded};
+
+use crate::config::SiteConfig;
+use crate::primitives::Primitives;
+
+/// Why a call produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("time budget of {0} ms exceeded")]
+    Timeout(u64),
+    #[error("{0}")]
+    MemoryCap(String),
+    #[error("too many plugin instances in flight")]
+    Busy,
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+}
+
+pub struct Runtime {
+    engine: Engine,
+    plugins: Vec<LoadedPlugin>,
+    live_instances: AtomicI64,
+}
+
+impl Runtime {
+    /// Build the engine and load every enabled plugin of the site; any plugin
+    /// that cannot load stops the start with its reason.
+    pub fn start(site: &SiteConfig, primitives: &Primitives) -> anyhow::Result<Runtime> {
+        let engine = engine::build(&site.runtime)?;
+        engine::start_ticker(&engine);
+        let cache = if site.runtime.compile_cache {
+            CompileCache::open(&site.data_dir.join("cache"))
+        } else {
+            CompileCache::disabled()
+        };
+        let mut plugins = Vec::new();
+        for (name, config) in site.enabled_plugins() {
+            let started = Instant::now();
+            let plugin = plugin::load(&engine, &cache, name, config, &site.limits, primitives)?;
+            tracing::debug!(plugin = %name, elapsed_ms = started.elapsed().as_millis() as u64, "plugin loaded");
+            plugins.push(plugin);
+        }
+        Ok(Runtime {
+            engine,
+            plugins,
+            live_instances: AtomicI64::new(0),
+        })
+    }
+
+    pub fn plugins(&self) -> &[LoadedPlugin] {
+        &self.plugins
+    }
+
+    pub fn live_instances(&self) -> i64 {
+        self.live_instances.load(Ordering::Relaxed)
+    }
+
+    /// Run `handle` of plugin `index` in a fresh instance.
+    pub async fn handle(
+        &self,
+        index: usize,
+        request: &Request,
+        request_id: Arc<str>,
+    ) -> Result<Response, CallError> {
+        let plugin = &self.plugins[index];
+        let mut store = self.new_store(plugin, request_id);
+        let _live = LiveInstance::enter(&self.live_instances);
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .tessera_kernel_handler()
+                .call_handle(&mut store, request)
+                .await
+        }
+        .await;
+        store.data().flush_output();
+        result.map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
+    }
+
+    fn new_store(&self, plugin: &LoadedPlugin, request_id: Arc<str>) -> Store<InstanceState> {
+        let limits = plugin.ctx.limits;
+        let state = InstanceState::new(plugin.ctx.clone(), request_id, limits.memory_bytes());
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        // Every tick the call yields to the executor; once the budget is
+        // spent it is stopped with a typed error.
+        let budget = engine::budget_ticks(limits.time_budget());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let state = ctx.data_mut();
+            state.ticks += 1;
+            if state.ticks >= budget {
+                return Err(TimeBudgetExceeded {
+                    budget_ms: limits.time_budget_ms,
+                }
+                .into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+}
+
+/// Counts instances in flight for the metrics, even when a call is dropped.
+struct LiveInstance<'a>(&'a AtomicI64);
+
+impl<'a> LiveInstance<'a> {
+    fn enter(counter: &'a AtomicI64) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        LiveInstance(counter)
+    }
+}
+
+impl Drop for LiveInstance<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn classify(error: wasmtime::Error, budget_ms: u64) -> CallError {
+    if error.downcast_ref::<TimeBudgetExceeded>().is_some() {
+        CallError::Timeout(budget_ms)
+    } else if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
+        CallError::MemoryCap(cap.to_string())
+    } else if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        CallError::Busy
+    } else {
+        CallError::Trap(format!("{error:#}"))
+    }
+}

@@ -1,0 +1,192 @@
+//! Loading one plugin: compile (or take from cache), check its imports
+//! against its mount's grants, link exactly what was granted, pre-instantiate.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+
+use super::bindings::PluginPre;
+use super::builtin;
+use super::cache::CompileCache;
+use super::state::InstanceState;
+use crate::config::{Grant, Limits, PluginConfig, looks_like_path};
+use crate::primitives::{self, Primitives, settings::PluginSettings, storage::PluginStorage};
+
+/// What every instance of a plugin shares: its identity, grants, limits and
+/// the handles of the primitives it was granted.
+pub struct PluginContext {
+    pub name: Arc<str>,
+    pub grants: HashSet<Grant>,
+    pub limits: Limits,
+    pub settings: PluginSettings,
+    /// Present only when the mount grants `storage`.
+    pub storage: Option<PluginStorage>,
+}
+
+/// A plugin ready to serve: a pre-linked component and what it came from.
+pub struct LoadedPlugin {
+    pub ctx: Arc<PluginContext>,
+    pub pre: PluginPre<InstanceState>,
+    pub mounts: Vec<String>,
+    pub source: String,
+    pub sha256: String,
+    pub size: usize,
+}
+
+/// A plugin the kernel refused to load.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {problem}")]
+pub struct LoadError {
+    pub plugin: String,
+    pub problem: String,
+}
+
+/// The WIT package version this kernel implements.
+const KERNEL_PACKAGE: &str = "tessera:kernel";
+const KERNEL_VERSION: &str = "0.1.0";
+
+pub fn load(
+    engine: &Engine,
+    cache: &CompileCache,
+    name: &str,
+    config: &PluginConfig,
+    site_limits: &Limits,
+    primitives: &Primitives,
+) -> Result<LoadedPlugin, LoadError> {
+    let fail = |problem: String| LoadError {
+        plugin: name.to_string(),
+        problem,
+    };
+    let wasm = read_source(&config.source).map_err(fail)?;
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    let component = cache
+        .load_or_compile(engine, &wasm, &sha256)
+        .map_err(|e| fail(format!("{} is not a valid component: {e:#}", config.source)))?;
+
+    let grants: HashSet<Grant> = config.grants.iter().filter_map(|g| Grant::parse(g)).collect();
+    check_imports(engine, &component, &grants).map_err(fail)?;
+
+    let storage = if grants.contains(&Grant::Storage) {
+        Some(primitives.storage.for_plugin(name).map_err(|e| fail(e.to_string()))?)
+    } else {
+        None
+    };
+    let ctx = Arc::new(PluginContext {
+        name: Arc::from(name),
+        limits: config.limits.over(site_limits),
+        settings: PluginSettings::new(&config.settings),
+        storage,
+        grants,
+    });
+    let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|e| fail(format!("cannot link: {e:#}")))?;
+    let pre = PluginPre::new(pre).map_err(|e| {
+        fail(format!(
+            "does not export the tessera:kernel plugin world (handler, jobs-runner): {e:#}"
+        ))
+    })?;
+    Ok(LoadedPlugin {
+        ctx,
+        pre,
+        mounts: config.mounts.clone(),
+        source: config.source.clone(),
+        size: wasm.len(),
+        sha256,
+    })
+}
+
+fn read_source(source: &str) -> Result<Vec<u8>, String> {
+    if looks_like_path(source) {
+        std::fs::read(source).map_err(|e| format!("cannot read {source}: {e}"))
+    } else {
+        builtin::get(source)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| format!("no built-in plugin named {source}"))
+    }
+}
+
+/// Refuse a component that imports a kernel interface its mount does not
+/// grant, or an interface the kernel does not know.
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    grants: &HashSet<Grant>,
+) -> Result<(), String> {
+    for (import, item) in component.component_type().imports(engine) {
+        if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
+            return Err(format!("imports {import}, which is not an interface"));
+        }
+        if let Some(grant) = required_grant(import)? {
+            if !grants.contains(&grant) {
+                return Err(format!(
+                    "imports {import} but its mount does not grant \"{}\"",
+                    grant.name()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The grant an import needs: none for WASI (whose context grants nothing
+/// ambient) and for `types`, `log` and `config`.
+fn required_grant(import: &str) -> Result<Option<Grant>, String> {
+    if import.starts_with("wasi:") {
+        return Ok(None);
+    }
+    let (path, version) = import.split_once('@').unwrap_or((import, ""));
+    let Some(interface) = path
+        .strip_prefix(KERNEL_PACKAGE)
+        .and_then(|p| p.strip_prefix('/'))
+    else {
+        return Err(format!("imports {import}, an interface the kernel does not offer"));
+    };
+    if version != KERNEL_VERSION {
+        return Err(format!(
+            "imports {import}, but this kernel implements {KERNEL_PACKAGE}@{KERNEL_VERSION}"
+        ));
+    }
+    match interface {
+        "types" | "log" | "config" => Ok(None),
+        "storage" => Ok(Some(Grant::Storage)),
+        "auth" => Ok(Some(Grant::Auth)),
+        "jobs" => Ok(Some(Grant::Jobs)),
+        "hypervisor" => Ok(Some(Grant::Hypervisor)),
+        _ => Err(format!("imports {import}, an interface the kernel does not offer")),
+    }
+}
+
+/// A linker with WASI and exactly the granted kernel interfaces.
+fn linker_for(engine: &Engine, grants: &HashSet<Grant>) -> wasmtime::Result<Linker<InstanceState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    primitives::link_always(&mut linker)?;
+    for grant in grants {
+        primitives::link_grant(&mut linker, *grant)?;
+    }
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_map_to_grants() {
+        assert_eq!(required_grant("wasi:cli/environment@0.2.6"), Ok(None));
+        assert_eq!(required_grant("tessera:kernel/log@0.1.0"), Ok(None));
+        assert_eq!(
+            required_grant("tessera:kernel/storage@0.1.0"),
+            Ok(Some(Grant::Storage))
+        );
+        assert!(required_grant("tessera:kernel/storage@0.2.0").is_err());
+        assert!(required_grant("tessera:kernel/secrets@0.1.0").is_err());
+        assert!(required_grant("acme:evil/net@1.0.0").is_err());
+    }
+}

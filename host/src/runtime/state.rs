@@ -1,0 +1,130 @@
+//! The per-instance store state: the plugin's granted primitives, its limits,
+//! and an empty WASI context (nothing ambient).
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::plugin::PluginContext;
+
+/// Bytes of stdout/stderr a single instance may write before output is dropped.
+const OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// Everything one plugin instance can reach. Made fresh for every request.
+pub struct InstanceState {
+    pub plugin: Arc<PluginContext>,
+    pub request_id: Arc<str>,
+    pub memory: MemoryCap,
+    /// Epoch ticks the call has used; checked by the deadline callback.
+    pub ticks: u64,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+}
+
+impl InstanceState {
+    pub fn new(plugin: Arc<PluginContext>, request_id: Arc<str>, memory_cap: usize) -> Self {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // No preopens, no env, no args, no network: the default builder
+        // grants nothing, we only capture the output streams.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        InstanceState {
+            plugin,
+            request_id,
+            memory: MemoryCap::new(memory_cap),
+            ticks: 0,
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Forward what the plugin printed to tracing, tagged with its name.
+    pub fn flush_output(&self) {
+        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let bytes = pipe.contents();
+            if bytes.is_empty() {
+                continue;
+            }
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                tracing::info!(target: "tessera::plugin", plugin = %self.plugin.name,
+                    request_id = %self.request_id, stream, "{line}");
+            }
+        }
+    }
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The error a call fails with when the plugin outgrows its memory cap.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit of {limit} bytes exceeded (asked for {requested})")]
+pub struct MemoryCapExceeded {
+    pub limit: usize,
+    pub requested: usize,
+}
+
+/// The error a call fails with when it outlives its time budget.
+#[derive(Debug, thiserror::Error)]
+#[error("time budget of {budget_ms} ms exceeded")]
+pub struct TimeBudgetExceeded {
+    pub budget_ms: u64,
+}
+
+/// Caps linear memory per instance; a grow past the cap traps with
+/// [`MemoryCapExceeded`] so the kernel can tell it from other traps.
+pub struct MemoryCap {
+    limit: usize,
+}
+
+impl MemoryCap {
+    fn new(limit: usize) -> Self {
+        MemoryCap { limit }
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            return Err(MemoryCapExceeded {
+                limit: self.limit,
+                requested: desired,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}

@@ -1,0 +1,208 @@
+//! One request, end to end: request id, kernel routes, mount lookup, body
+//! cap, a fresh plugin instance, and the response with its metrics and span.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use tracing::Instrument;
+
+use super::{Kernel, kernel_routes};
+use crate::metrics::Failure;
+use crate::runtime::{CallError, Request};
+
+/// A response before it becomes a hyper response.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: value.to_string().into_bytes(),
+        }
+    }
+}
+
+/// The kernel's own error envelope (plugins answer in their family's).
+pub fn error_reply(status: u16, code: &str, message: &str, request_id: &str) -> Reply {
+    Reply::json(
+        status,
+        &serde_json::json!({ "code": code, "message": message, "request_id": request_id }),
+    )
+}
+
+pub async fn handle(
+    kernel: Arc<Kernel>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let request_id = request_id_for(&req);
+    let span = tracing::debug_span!(target: "tessera::access", "request",
+        method = %req.method(), path = %req.uri().path(), %request_id,
+        plugin = tracing::field::Empty, status = tracing::field::Empty);
+    let (slot, reply) = route(&kernel, peer, req, &request_id)
+        .instrument(span.clone())
+        .await;
+    let latency = started.elapsed();
+    kernel.metrics.record(slot, reply.status, latency);
+    span.record("status", reply.status);
+    tracing::debug!(target: "tessera::access", parent: &span, latency_us = latency.as_micros() as u64, "done");
+    Ok(into_hyper(reply, &request_id))
+}
+
+/// Pick the responder; returns the metrics slot and the reply.
+async fn route(
+    kernel: &Kernel,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+    request_id: &Arc<str>,
+) -> (usize, Reply) {
+    let kernel_slot = kernel.metrics.kernel_slot();
+    let path = req.uri().path();
+    if path.starts_with(kernel_routes::PREFIX) {
+        return (kernel_slot, kernel_routes::handle(kernel, req.method(), path, request_id));
+    }
+    let Some(route) = kernel.router.route(path) else {
+        return (kernel_slot, error_reply(404, "NotFound", "no plugin is mounted at this path", request_id));
+    };
+    let index = *route.target;
+    let plugin = &kernel.runtime.plugins()[index];
+    tracing::Span::current().record("plugin", &*plugin.ctx.name);
+    let (mount, subpath) = (route.mount.to_string(), route.subpath.to_string());
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, plugin.ctx.limits.body_limit_bytes, &parts.headers).await {
+        Ok(body) => body,
+        Err(reply) => return (index, reply(request_id)),
+    };
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        mount,
+        subpath,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body,
+        peer: peer.to_string(),
+        request_id: request_id.to_string(),
+    };
+    kernel.metrics.instance_created();
+    let reply = match kernel.runtime.handle(index, &request, request_id.clone()).await {
+        Ok(response) => Reply {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        },
+        Err(error) => failure_reply(kernel, index, &error, request_id),
+    };
+    (index, reply)
+}
+
+type ReplyFn = fn(&str) -> Reply;
+
+async fn read_body(body: Incoming, limit: u64, headers: &hyper::HeaderMap) -> Result<Vec<u8>, ReplyFn> {
+    let too_large: ReplyFn =
+        |id| error_reply(413, "PayloadTooLarge", "the request body exceeds this mount's limit", id);
+    let declared = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large);
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes().into()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large),
+        Err(_) => Err(|id| error_reply(400, "BadRequest", "the request body could not be read", id)),
+    }
+}
+
+fn failure_reply(kernel: &Kernel, index: usize, error: &CallError, request_id: &str) -> Reply {
+    let plugin = &*kernel.runtime.plugins()[index].ctx.name;
+    let (status, code, failure) = match error {
+        CallError::Trap(_) => (500, "PluginFailed", Failure::Trap),
+        CallError::Timeout(_) => (503, "PluginTimeout", Failure::Timeout),
+        CallError::MemoryCap(_) => (503, "PluginMemoryLimit", Failure::MemoryCap),
+        CallError::Busy => (503, "Busy", Failure::Busy),
+    };
+    kernel.metrics.failure(index, failure);
+    tracing::error!(plugin, request_id, error = %error, "plugin call failed");
+    let message = match error {
+        // Trap details stay in the log; the client learns only that it failed.
+        CallError::Trap(_) => "the plugin failed while handling this request".to_string(),
+        other => other.to_string(),
+    };
+    error_reply(status, code, &message, request_id)
+}
+
+fn into_hyper(reply: Reply, request_id: &str) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    for (name, value) in reply.headers {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => tracing::warn!(request_id, header = %name, "dropping an invalid response header from a plugin"),
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert(HeaderName::from_static("request-id"), value);
+    }
+    response
+}
+
+/// Echo a well-formed `x-request-id`, else make a fresh UUID.
+fn request_id_for(req: &hyper::Request<Incoming>) -> Arc<str> {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(Arc::from)
+        .unwrap_or_else(new_request_id)
+}
+
+fn valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// A random v4 UUID from a fast thread-local generator: request ids need to
+/// be unique, not secret.
+fn new_request_id() -> Arc<str> {
+    let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    Arc::from(&*id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked_before_echoing() {
+        assert!(valid_request_id("abc-123_x.y:z"));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id("has space"));
+        assert!(!valid_request_id("new\nline"));
+        assert!(!valid_request_id(&"a".repeat(129)));
+        assert_eq!(new_request_id().len(), 36);
+    }
+}

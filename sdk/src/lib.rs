@@ -1,0 +1,75 @@
+//! The Tessera plugin SDK: WIT bindings plus the helpers every plugin needs.
+//!
+//! A plugin implements [`Plugin`] and names its type in [`export_plugin!`]:
+//!
+//! ```ignore
+//! struct Hello;
+//! impl tessera_sdk::Plugin for Hello {
+//!     fn handle(req: tessera_sdk::Request) -> tessera_sdk::Response {
+//!         tessera_sdk::Response::json(200, &serde_json::json!({"hello": "world"}))
+//!     }
+//! }
+//! tessera_sdk::export_plugin!(Hello);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` and mount the
+//! resulting `.wasm` in a site config.
+
+pub mod config;
+pub mod http;
+pub mod log;
+pub mod query;
+pub mod router;
+pub mod storage;
+
+/// Raw bindings generated from the `tessera:kernel` WIT package.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        export_macro_name: "__export_plugin_world",
+        default_bindings_module: "tessera_sdk::bindings",
+    });
+}
+
+pub use bindings::exports::tessera::kernel::jobs_runner::{Job, JobOutcome};
+pub use bindings::tessera::kernel::types::{Request, Response};
+pub use router::{Params, RouteMatch, Router};
+
+/// What a plugin implements. `handle` answers one request in a fresh
+/// instance; `run_job` runs one step of a background job.
+pub trait Plugin {
+    fn handle(req: Request) -> Response;
+
+    /// Plugins without background work keep this default, which fails the job.
+    fn run_job(job: Job) -> JobOutcome {
+        JobOutcome::Failed((
+            "NotSupported".to_string(),
+            format!("this plugin runs no jobs (kind {})", job.kind),
+        ))
+    }
+}
+
+/// Export a [`Plugin`] implementation as the component's `handler` and
+/// `jobs-runner`.
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            struct TesseraExports;
+            impl $crate::bindings::exports::tessera::kernel::handler::Guest for TesseraExports {
+                fn handle(req: $crate::Request) -> $crate::Response {
+                    <$plugin as $crate::Plugin>::handle(req)
+                }
+            }
+            impl $crate::bindings::exports::tessera::kernel::jobs_runner::Guest for TesseraExports {
+                fn run_job(job: $crate::Job) -> $crate::JobOutcome {
+                    <$plugin as $crate::Plugin>::run_job(job)
+                }
+            }
+            $crate::bindings::__export_plugin_world!(TesseraExports with_types_in $crate::bindings);
+        };
+    };
+}

@@ -1,0 +1,49 @@
+//! A plugin that misbehaves on purpose, so the kernel's isolation tests can
+//! prove a bad plugin costs only its own request.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tessera_sdk::{Plugin, Request, Response};
+
+/// Global state: must start at zero in every request (fresh instance).
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+struct Hostile;
+
+impl Plugin for Hostile {
+    fn handle(req: Request) -> Response {
+        match req.subpath.as_str() {
+            "/ok" => Response::text(200, "ok"),
+            "/loop" => spin_forever(),
+            "/bomb" => memory_bomb(),
+            "/trap" => panic!("hostile plugin traps on purpose"),
+            "/global" => {
+                let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                Response::text(200, &n.to_string())
+            }
+            "/echo" => Response::new(200).with_body(req.body),
+            "/bad-header" => Response::text(200, "ok").with_header("bad header\n", "x"),
+            "/print" => {
+                println!("hello from hostile stdout");
+                Response::text(200, "printed")
+            }
+            _ => Response::text(404, "no such route"),
+        }
+    }
+}
+
+fn spin_forever() -> Response {
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn memory_bomb() -> Response {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(std::hint::black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+tessera_sdk::export_plugin!(Hostile);
