@@ -17,11 +17,21 @@ const PACKAGES: &[&str] = &[
     "hostile",
 ];
 
-const WATCHED: &[&str] = &["wit", "sdk", "plugins", "examples/hello", "tests/plugins", "Cargo.toml"];
+const WATCHED: &[&str] = &[
+    "wit",
+    "sdk",
+    "plugins",
+    "examples/hello",
+    "tests/plugins",
+    "Cargo.toml",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.parent().expect("host/ sits in the workspace root").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace root")
+        .to_path_buf();
     for path in WATCHED {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
@@ -35,7 +45,11 @@ fn plugin_target_dir(root: &Path) -> PathBuf {
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let base = if base.is_relative() { root.join(base) } else { base };
+    let base = if base.is_relative() {
+        root.join(base)
+    } else {
+        base
+    };
     base.join("plugins")
 }
 
@@ -71,7 +85,9 @@ fn build_plugins(root: &Path, target_dir: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run cargo to build plugins: {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build plugins: {e}"));
     if !status.success() {
         panic!(
             "building the plugins for wasm32-wasip2 failed ({status}); is the target installed? \

@@ -13,7 +13,11 @@ use crate::runtime::{Runtime, builtin};
 use crate::server::{self, Kernel};
 
 #[derive(Parser)]
-#[command(name = "tessera", version, about = "A WebAssembly-plugin platform kernel")]
+#[command(
+    name = "tessera",
+    version,
+    about = "A WebAssembly-plugin platform kernel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -100,7 +104,11 @@ pub fn run() -> anyhow::Result<()> {
             command: ConfigCommand::Check { site },
         } => {
             let site = site.load()?;
-            println!("{}: ok ({} plugins enabled)", site.origin, site.enabled_plugins().count());
+            println!(
+                "{}: ok ({} plugins enabled)",
+                site.origin,
+                site.enabled_plugins().count()
+            );
             Ok(())
         }
         Command::Plugins {
@@ -127,12 +135,18 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
 
 fn list_plugins(site: &SiteConfig) -> anyhow::Result<()> {
     use sha2::{Digest, Sha256};
-    println!("{:<18} {:<34} {:<36} {:>9}  sha256", "name", "mounts", "grants", "bytes");
+    println!(
+        "{:<18} {:<34} {:<36} {:>9}  sha256",
+        "name", "mounts", "grants", "bytes"
+    );
     for (name, plugin) in site.enabled_plugins() {
         let wasm = if config::looks_like_path(&plugin.source) {
-            std::fs::read(&plugin.source).with_context(|| format!("cannot read {}", plugin.source))?
+            std::fs::read(&plugin.source)
+                .with_context(|| format!("cannot read {}", plugin.source))?
         } else {
-            builtin::get(&plugin.source).map(<[u8]>::to_vec).unwrap_or_default()
+            builtin::get(&plugin.source)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default()
         };
         println!(
             "{:<18} {:<34} {:<36} {:>9}  {}",

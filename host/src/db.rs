@@ -147,7 +147,11 @@ impl fmt::Debug for Database {
 
 impl Pool {
     fn take(&self) -> Result<Connection, DbError> {
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
         match idle {
             Some(conn) => Ok(conn),
             None => self.connect(),
@@ -298,7 +302,9 @@ mod tests {
             })
             .collect();
         for thread in threads {
-            thread.join().map_err(|_| DbError::Io(std::io::Error::other("thread panicked")))??;
+            thread
+                .join()
+                .map_err(|_| DbError::Io(std::io::Error::other("thread panicked")))??;
         }
         assert_eq!(db.with_conn(count)?, 100);
         Ok(())

@@ -65,7 +65,9 @@ impl Metrics {
     }
 
     pub fn record(&self, slot: usize, status: u16, latency: Duration) {
-        let Some(c) = self.slots.get(slot) else { return };
+        let Some(c) = self.slots.get(slot) else {
+            return;
+        };
         if let Some(counter) = c.by_status.get(status as usize) {
             counter.fetch_add(1, Ordering::Relaxed);
         }
@@ -83,7 +85,9 @@ impl Metrics {
     }
 
     pub fn failure(&self, slot: usize, failure: Failure) {
-        let Some(c) = self.slots.get(slot) else { return };
+        let Some(c) = self.slots.get(slot) else {
+            return;
+        };
         let counter = match failure {
             Failure::Trap => &c.traps,
             Failure::Timeout => &c.timeouts,
@@ -96,45 +100,89 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, live_instances: i64) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP tessera_requests_total Requests answered, by plugin and status.");
+        let _ = writeln!(
+            out,
+            "# HELP tessera_requests_total Requests answered, by plugin and status."
+        );
         let _ = writeln!(out, "# TYPE tessera_requests_total counter");
         for (plugin, c) in self.labelled() {
             for (status, n) in c.by_status.iter().enumerate() {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
-                    let _ = writeln!(out, "tessera_requests_total{{plugin=\"{plugin}\",status=\"{status}\"}} {n}");
+                    let _ = writeln!(
+                        out,
+                        "tessera_requests_total{{plugin=\"{plugin}\",status=\"{status}\"}} {n}"
+                    );
                 }
             }
         }
-        let _ = writeln!(out, "# HELP tessera_request_duration_seconds Time from request head to response, by plugin.");
+        let _ = writeln!(
+            out,
+            "# HELP tessera_request_duration_seconds Time from request head to response, by plugin."
+        );
         let _ = writeln!(out, "# TYPE tessera_request_duration_seconds histogram");
         for (plugin, c) in self.labelled() {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(&c.buckets) {
                 cumulative += n.load(Ordering::Relaxed);
-                let _ = writeln!(out, "tessera_request_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "tessera_request_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"{bound}\"}} {cumulative}"
+                );
             }
             let count = c.count.load(Ordering::Relaxed);
             let sum = c.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "tessera_request_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "tessera_request_duration_seconds_sum{{plugin=\"{plugin}\"}} {sum}");
-            let _ = writeln!(out, "tessera_request_duration_seconds_count{{plugin=\"{plugin}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "tessera_request_duration_seconds_bucket{{plugin=\"{plugin}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "tessera_request_duration_seconds_sum{{plugin=\"{plugin}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "tessera_request_duration_seconds_count{{plugin=\"{plugin}\"}} {count}"
+            );
         }
         for (metric, help, pick) in [
-            ("tessera_plugin_traps_total", "Plugin calls that trapped.", 0),
-            ("tessera_plugin_timeouts_total", "Plugin calls stopped at their time budget.", 1),
-            ("tessera_plugin_memory_limit_total", "Plugin calls stopped at their memory cap.", 2),
-            ("tessera_plugin_busy_total", "Requests refused because every instance slot was in use.", 3),
+            (
+                "tessera_plugin_traps_total",
+                "Plugin calls that trapped.",
+                0,
+            ),
+            (
+                "tessera_plugin_timeouts_total",
+                "Plugin calls stopped at their time budget.",
+                1,
+            ),
+            (
+                "tessera_plugin_memory_limit_total",
+                "Plugin calls stopped at their memory cap.",
+                2,
+            ),
+            (
+                "tessera_plugin_busy_total",
+                "Requests refused because every instance slot was in use.",
+                3,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} counter");
             for (plugin, c) in self.labelled().take(self.names.len()) {
-                let n = [&c.traps, &c.timeouts, &c.memory_caps, &c.busy][pick].load(Ordering::Relaxed);
+                let n =
+                    [&c.traps, &c.timeouts, &c.memory_caps, &c.busy][pick].load(Ordering::Relaxed);
                 let _ = writeln!(out, "{metric}{{plugin=\"{plugin}\"}} {n}");
             }
         }
         let instances = self.instances.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP tessera_instances_total Plugin instances created.\n# TYPE tessera_instances_total counter\ntessera_instances_total {instances}");
-        let _ = writeln!(out, "# HELP tessera_instances_live Plugin instances in flight.\n# TYPE tessera_instances_live gauge\ntessera_instances_live {live_instances}");
+        let _ = writeln!(
+            out,
+            "# HELP tessera_instances_total Plugin instances created.\n# TYPE tessera_instances_total counter\ntessera_instances_total {instances}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tessera_instances_live Plugin instances in flight.\n# TYPE tessera_instances_live gauge\ntessera_instances_live {live_instances}"
+        );
         out
     }
 
@@ -162,7 +210,11 @@ mod tests {
         let text = m.render(1);
         assert!(text.contains("tessera_requests_total{plugin=\"hello\",status=\"200\"} 2"));
         assert!(text.contains("tessera_requests_total{plugin=\"-\",status=\"404\"} 1"));
-        assert!(text.contains("tessera_request_duration_seconds_bucket{plugin=\"hello\",le=\"0.0005\"} 1"));
+        assert!(
+            text.contains(
+                "tessera_request_duration_seconds_bucket{plugin=\"hello\",le=\"0.0005\"} 1"
+            )
+        );
         assert!(text.contains("tessera_request_duration_seconds_count{plugin=\"hello\"} 2"));
         assert!(text.contains("tessera_plugin_timeouts_total{plugin=\"hello\"} 1"));
         assert!(text.contains("tessera_instances_total 1"));

@@ -67,8 +67,14 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let r = router();
-        assert_eq!(r.route("/api/v1/admin/version").unwrap().target, &"appliance");
-        assert_eq!(r.route("/api/auth/v4/public/token").unwrap().target, &"vmmanager");
+        assert_eq!(
+            r.route("/api/v1/admin/version").unwrap().target,
+            &"appliance"
+        );
+        assert_eq!(
+            r.route("/api/auth/v4/public/token").unwrap().target,
+            &"vmmanager"
+        );
         assert_eq!(r.route("/api/drives").unwrap().target, &"ticrypt");
         assert_eq!(r.route("/my/machines").unwrap().target, &"cloudapi");
     }
@@ -80,7 +86,10 @@ mod tests {
         assert_eq!(apix.target, &"cloudapi");
         assert_eq!(apix.subpath, "/apix");
         let api = r.route("/api").unwrap();
-        assert_eq!((api.target, api.mount, api.subpath), (&"ticrypt", "/api", "/"));
+        assert_eq!(
+            (api.target, api.mount, api.subpath),
+            (&"ticrypt", "/api", "/")
+        );
         assert_eq!(r.route("/api/").unwrap().subpath, "/");
         assert_eq!(r.route("/api/v1/adminx").unwrap().target, &"ticrypt");
     }

@@ -69,7 +69,7 @@ macro_rules! export_plugin {
                     <$plugin as $crate::Plugin>::run_job(job)
                 }
             }
-            $crate::bindings::__export_plugin_world!(TesseraExports with_types_in $crate::bindings);
+    $crate::bindings::__export_plugin_world!(TesseraExports with_types_in $crate::bindings);
         };
     };
 }

@@ -1,8 +1,8 @@
 //! Logging into the kernel's tracing output. The macros skip formatting when
 //! the level is off.
 
-pub use crate::bindings::tessera::kernel::log::Level;
 use crate::bindings::tessera::kernel::log as wit;
+pub use crate::bindings::tessera::kernel::log::Level;
 
 pub fn enabled(level: Level) -> bool {
     wit::enabled(level)

@@ -153,8 +153,14 @@ mod tests {
     #[test]
     fn literal_and_param_routes_match() {
         let r = router();
-        assert_eq!(r.route("GET", "/notes"), RouteMatch::Found(&1, Params::default()));
-        assert_eq!(r.route("POST", "/notes/"), RouteMatch::Found(&2, Params::default()));
+        assert_eq!(
+            r.route("GET", "/notes"),
+            RouteMatch::Found(&1, Params::default())
+        );
+        assert_eq!(
+            r.route("POST", "/notes/"),
+            RouteMatch::Found(&2, Params::default())
+        );
         match r.route("GET", "/notes/a%20b") {
             RouteMatch::Found(h, p) => {
                 assert_eq!(*h, 3);
@@ -188,6 +194,9 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(router().route("PATCH", "/any"), RouteMatch::Found(&6, _)));
+        assert!(matches!(
+            router().route("PATCH", "/any"),
+            RouteMatch::Found(&6, _)
+        ));
     }
 }

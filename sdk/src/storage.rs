@@ -85,7 +85,9 @@ impl Collection {
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Versioned<T>>, Error> {
-        wit::get(self.name, key)?.map(Versioned::try_from).transpose()
+        wit::get(self.name, key)?
+            .map(Versioned::try_from)
+            .transpose()
     }
 
     /// Create; fails with `AlreadyExists` when the key is taken.
@@ -100,7 +102,12 @@ impl Collection {
         value: &T,
         expected_version: Option<u64>,
     ) -> Result<Document, Error> {
-        Ok(wit::put(self.name, key, &to_json(value)?, expected_version)?)
+        Ok(wit::put(
+            self.name,
+            key,
+            &to_json(value)?,
+            expected_version,
+        )?)
     }
 
     pub fn delete(&self, key: &str, expected_version: Option<u64>) -> Result<bool, Error> {
@@ -268,7 +275,10 @@ mod tests {
     fn filters_render_the_documented_ast() {
         let f = Filter::and(vec![
             Filter::eq("owner", "alice"),
-            Filter::not(Filter::is_in("state", vec![json!("deleted"), json!("failed")])),
+            Filter::not(Filter::is_in(
+                "state",
+                vec![json!("deleted"), json!("failed")],
+            )),
             Filter::exists("tags.env"),
             Filter::ge("memory", 512),
         ]);

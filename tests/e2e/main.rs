@@ -1,1 +1,12 @@
+//! End-to-end tests: the real `tessera` binary on a loopback port, spoken to
+//! over real HTTP.
 
+mod harness;
+
+mod cli;
+mod config_errors;
+mod hostile;
+mod kernel_routes;
+mod lifecycle;
+mod routing;
+mod storage;

@@ -42,8 +42,10 @@ impl Plugin for Hello {
     fn handle(req: Request) -> Response {
         let result = match routes().route(&req.method, &req.subpath) {
             RouteMatch::Found(handler, params) => handler(&req, &params),
-            RouteMatch::MethodNotAllowed(allowed) => Err(ApiError::new(405, "method not allowed")
-                .with_header("allow", allowed.join(", "))),
+            RouteMatch::MethodNotAllowed(allowed) => {
+                Err(ApiError::new(405, "method not allowed")
+                    .with_header("allow", allowed.join(", ")))
+            }
             RouteMatch::NotFound => Err(ApiError::new(404, "no such route")),
         };
         result.unwrap_or_else(ApiError::into_response)
@@ -131,12 +133,16 @@ fn list_notes(req: &Request, _: &Params) -> Result<Response, ApiError> {
     }
     let page = query.offset(q.offset).fetch::<Note>()?;
     let items: Vec<_> = page.items.iter().map(note_json).collect();
-    Ok(Response::json(200, &json!({ "items": items, "total": page.total }))
-        .with_header("x-total-count", &page.total.to_string()))
+    Ok(
+        Response::json(200, &json!({ "items": items, "total": page.total }))
+            .with_header("x-total-count", &page.total.to_string()),
+    )
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn parse_note(req: &Request) -> Result<Note, ApiError> {
@@ -151,9 +157,13 @@ fn create_note(req: &Request, _: &Params) -> Result<Response, ApiError> {
     let note = parse_note(req)?;
     let id = storage::next_id("notes")?.to_string();
     NOTES.insert(&id, &note)?;
-    let stored = NOTES.get::<Note>(&id)?.ok_or_else(|| ApiError::new(500, "note vanished"))?;
-    Ok(Response::json(201, &note_json(&stored))
-        .with_header("location", &format!("{}/notes/{id}", req.mount.trim_end_matches('/'))))
+    let stored = NOTES
+        .get::<Note>(&id)?
+        .ok_or_else(|| ApiError::new(500, "note vanished"))?;
+    Ok(Response::json(201, &note_json(&stored)).with_header(
+        "location",
+        &format!("{}/notes/{id}", req.mount.trim_end_matches('/')),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -181,8 +191,13 @@ fn create_batch(req: &Request, _: &Params) -> Result<Response, ApiError> {
 
 fn get_note(_: &Request, params: &Params) -> Result<Response, ApiError> {
     let id = params.get("id").unwrap_or_default();
-    let note = NOTES.get::<Note>(id)?.ok_or_else(|| ApiError::new(404, "no such note"))?;
-    Ok(Response::json(200, &note_json(&note)).with_header("etag", &format!("\"{}\"", note.version)))
+    let note = NOTES
+        .get::<Note>(id)?
+        .ok_or_else(|| ApiError::new(404, "no such note"))?;
+    Ok(
+        Response::json(200, &note_json(&note))
+            .with_header("etag", &format!("\"{}\"", note.version)),
+    )
 }
 
 fn replace_note(req: &Request, params: &Params) -> Result<Response, ApiError> {
@@ -197,7 +212,9 @@ fn replace_note(req: &Request, params: &Params) -> Result<Response, ApiError> {
         None => None,
     };
     NOTES.put(id, &note, expected)?;
-    let stored = NOTES.get::<Note>(id)?.ok_or_else(|| ApiError::new(404, "no such note"))?;
+    let stored = NOTES
+        .get::<Note>(id)?
+        .ok_or_else(|| ApiError::new(404, "no such note"))?;
     Ok(Response::json(200, &note_json(&stored)))
 }
 
@@ -216,7 +233,10 @@ struct Counter {
 }
 
 fn get_counter(_: &Request, _: &Params) -> Result<Response, ApiError> {
-    let value = COUNTERS.get::<Counter>("main")?.map(|c| c.value.value).unwrap_or(0);
+    let value = COUNTERS
+        .get::<Counter>("main")?
+        .map(|c| c.value.value)
+        .unwrap_or(0);
     Ok(Response::json(200, &json!({ "value": value })))
 }
 
@@ -246,7 +266,12 @@ struct ApiError {
 
 impl ApiError {
     fn new(status: u16, message: &str) -> Self {
-        ApiError { status, message: message.to_string(), detail: None, headers: Vec::new() }
+        ApiError {
+            status,
+            message: message.to_string(),
+            detail: None,
+            headers: Vec::new(),
+        }
     }
 
     fn with_detail(mut self, detail: serde_json::Value) -> Self {
@@ -279,7 +304,9 @@ impl From<storage::Error> for ApiError {
                 ApiError::new(409, "version conflict")
                     .with_detail(json!({ "current_version": current }))
             }
-            storage::Error::Storage(StorageError::AlreadyExists) => ApiError::new(409, "already exists"),
+            storage::Error::Storage(StorageError::AlreadyExists) => {
+                ApiError::new(409, "already exists")
+            }
             storage::Error::Storage(StorageError::NotFound) => ApiError::new(404, "not found"),
             storage::Error::Storage(StorageError::Invalid(m)) => ApiError::new(400, &m),
             other => {

@@ -42,15 +42,27 @@ pub fn yes() -> bool {
 
 /// The shipped families at their products' own paths (ARCHITECTURE.md).
 const SHIPPED: &[(&str, &[&str], &[&str])] = &[
-    ("cloudapi", &["/"], &["storage", "auth", "jobs", "hypervisor"]),
+    (
+        "cloudapi",
+        &["/"],
+        &["storage", "auth", "jobs", "hypervisor"],
+    ),
     ("ticrypt", &["/api"], &["storage", "auth", "hypervisor"]),
     (
         "vmmanager",
         &["/vm/v3", "/auth/v4", "/api/auth/v4"],
         &["storage", "auth", "jobs", "hypervisor"],
     ),
-    ("fosscloud", &["/vm-manager/api"], &["storage", "auth", "hypervisor"]),
-    ("appliance-admin", &["/api/v1/admin"], &["storage", "auth", "jobs"]),
+    (
+        "fosscloud",
+        &["/vm-manager/api"],
+        &["storage", "auth", "hypervisor"],
+    ),
+    (
+        "appliance-admin",
+        &["/api/v1/admin"],
+        &["storage", "auth", "jobs"],
+    ),
 ];
 
 /// The site `tessera serve` runs with no config file.

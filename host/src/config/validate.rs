@@ -116,7 +116,12 @@ impl SiteConfig {
     fn validate_limits(&self, key: &str, limits: &super::Limits) -> Result<(), ConfigError> {
         let checks = [
             ("time_budget_ms", limits.time_budget_ms, 1, 3_600_000),
-            ("job_time_budget_ms", limits.job_time_budget_ms, 1, 86_400_000),
+            (
+                "job_time_budget_ms",
+                limits.job_time_budget_ms,
+                1,
+                86_400_000,
+            ),
             ("memory_mib", limits.memory_mib, 1, 4096),
             ("body_limit_bytes", limits.body_limit_bytes, 0, 1 << 32),
         ];
@@ -184,7 +189,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_with_their_path() {
         let e = site("[plugins.a]\nsource='hello'\nmounts=['/a']\nmount_point='/x'\n").unwrap_err();
-        assert_eq!(e.key, "plugins.a");
+        assert_eq!(e.key, "plugins.a.mount_point");
         assert!(e.problem.contains("mount_point"), "{e}");
     }
 
@@ -201,12 +206,30 @@ mod tests {
     #[test]
     fn bad_mounts_grants_and_sources_are_refused() {
         for (toml, key) in [
-            ("[plugins.a]\nsource='hello'\nmounts=['x']\n", "plugins.a.mounts"),
-            ("[plugins.a]\nsource='hello'\nmounts=['/x/']\n", "plugins.a.mounts"),
-            ("[plugins.a]\nsource='hello'\nmounts=['/_tessera']\n", "plugins.a.mounts"),
-            ("[plugins.a]\nsource='hello'\nmounts=['/x']\ngrants=['root']\n", "plugins.a.grants"),
-            ("[plugins.a]\nsource='nope'\nmounts=['/x']\n", "plugins.a.source"),
-            ("[plugins.a]\nsource='/no/such.wasm'\nmounts=['/x']\n", "plugins.a.source"),
+            (
+                "[plugins.a]\nsource='hello'\nmounts=['x']\n",
+                "plugins.a.mounts",
+            ),
+            (
+                "[plugins.a]\nsource='hello'\nmounts=['/x/']\n",
+                "plugins.a.mounts",
+            ),
+            (
+                "[plugins.a]\nsource='hello'\nmounts=['/_tessera']\n",
+                "plugins.a.mounts",
+            ),
+            (
+                "[plugins.a]\nsource='hello'\nmounts=['/x']\ngrants=['root']\n",
+                "plugins.a.grants",
+            ),
+            (
+                "[plugins.a]\nsource='nope'\nmounts=['/x']\n",
+                "plugins.a.source",
+            ),
+            (
+                "[plugins.a]\nsource='/no/such.wasm'\nmounts=['/x']\n",
+                "plugins.a.source",
+            ),
             ("[limits]\nmemory_mib=0\n", "limits.memory_mib"),
         ] {
             let e = site(toml).unwrap_err();

@@ -7,15 +7,13 @@ pub mod jobs;
 pub mod log;
 pub mod settings;
 pub mod storage;
-#[path = "storage/wit.rs"]
-mod storage_wit;
 
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::Grant;
 use crate::db::Database;
-use crate::runtime::bindings::tessera::kernel;
 use crate::runtime::bindings::Unsupported;
+use crate::runtime::bindings::tessera::kernel;
 use crate::runtime::state::InstanceState;
 
 /// The site-wide handles the runtime hands to plugins per their grants.
@@ -62,6 +60,8 @@ impl kernel::types::Host for InstanceState {}
 pub(crate) fn unsupported(interface: &str) -> Unsupported {
     Unsupported {
         interface: interface.to_string(),
-        message: format!("tessera:kernel/{interface} is declared but not implemented by this kernel yet"),
+        message: format!(
+            "tessera:kernel/{interface} is declared but not implemented by this kernel yet"
+        ),
     }
 }

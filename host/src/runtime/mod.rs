@@ -96,6 +96,18 @@ impl Runtime {
         result.map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
     }
 
+    /// Make a fresh instance of plugin `index` exactly as `handle` does, and
+    /// drop it uncalled: the benchmark's measure of instantiation alone.
+    pub async fn instantiate_only(&self, index: usize) -> Result<(), CallError> {
+        let plugin = &self.plugins[index];
+        let mut store = self.new_store(plugin, Arc::from("instantiate-only"));
+        let _live = LiveInstance::enter(&self.live_instances);
+        let result = plugin.pre.instantiate_async(&mut store).await;
+        result
+            .map(drop)
+            .map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
+    }
+
     fn new_store(&self, plugin: &LoadedPlugin, request_id: Arc<str>) -> Store<InstanceState> {
         let limits = plugin.ctx.limits;
         let state = InstanceState::new(plugin.ctx.clone(), request_id, limits.memory_bytes());

@@ -67,11 +67,20 @@ pub fn load(
         .load_or_compile(engine, &wasm, &sha256)
         .map_err(|e| fail(format!("{} is not a valid component: {e:#}", config.source)))?;
 
-    let grants: HashSet<Grant> = config.grants.iter().filter_map(|g| Grant::parse(g)).collect();
+    let grants: HashSet<Grant> = config
+        .grants
+        .iter()
+        .filter_map(|g| Grant::parse(g))
+        .collect();
     check_imports(engine, &component, &grants).map_err(fail)?;
 
     let storage = if grants.contains(&Grant::Storage) {
-        Some(primitives.storage.for_plugin(name).map_err(|e| fail(e.to_string()))?)
+        Some(
+            primitives
+                .storage
+                .for_plugin(name)
+                .map_err(|e| fail(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -122,13 +131,13 @@ fn check_imports(
         if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
             return Err(format!("imports {import}, which is not an interface"));
         }
-        if let Some(grant) = required_grant(import)? {
-            if !grants.contains(&grant) {
-                return Err(format!(
-                    "imports {import} but its mount does not grant \"{}\"",
-                    grant.name()
-                ));
-            }
+        if let Some(grant) = required_grant(import)?
+            && !grants.contains(&grant)
+        {
+            return Err(format!(
+                "imports {import} but its mount does not grant \"{}\"",
+                grant.name()
+            ));
         }
     }
     Ok(())
@@ -145,7 +154,9 @@ fn required_grant(import: &str) -> Result<Option<Grant>, String> {
         .strip_prefix(KERNEL_PACKAGE)
         .and_then(|p| p.strip_prefix('/'))
     else {
-        return Err(format!("imports {import}, an interface the kernel does not offer"));
+        return Err(format!(
+            "imports {import}, an interface the kernel does not offer"
+        ));
     };
     if version != KERNEL_VERSION {
         return Err(format!(
@@ -158,7 +169,9 @@ fn required_grant(import: &str) -> Result<Option<Grant>, String> {
         "auth" => Ok(Some(Grant::Auth)),
         "jobs" => Ok(Some(Grant::Jobs)),
         "hypervisor" => Ok(Some(Grant::Hypervisor)),
-        _ => Err(format!("imports {import}, an interface the kernel does not offer")),
+        _ => Err(format!(
+            "imports {import}, an interface the kernel does not offer"
+        )),
     }
 }
 

@@ -71,10 +71,21 @@ async fn route(
     let kernel_slot = kernel.metrics.kernel_slot();
     let path = req.uri().path();
     if path.starts_with(kernel_routes::PREFIX) {
-        return (kernel_slot, kernel_routes::handle(kernel, req.method(), path, request_id));
+        return (
+            kernel_slot,
+            kernel_routes::handle(kernel, req.method(), path, request_id),
+        );
     }
     let Some(route) = kernel.router.route(path) else {
-        return (kernel_slot, error_reply(404, "NotFound", "no plugin is mounted at this path", request_id));
+        return (
+            kernel_slot,
+            error_reply(
+                404,
+                "NotFound",
+                "no plugin is mounted at this path",
+                request_id,
+            ),
+        );
     };
     let index = *route.target;
     let plugin = &kernel.runtime.plugins()[index];
@@ -94,14 +105,23 @@ async fn route(
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
         peer: peer.to_string(),
         request_id: request_id.to_string(),
     };
     kernel.metrics.instance_created();
-    let reply = match kernel.runtime.handle(index, &request, request_id.clone()).await {
+    let reply = match kernel
+        .runtime
+        .handle(index, &request, request_id.clone())
+        .await
+    {
         Ok(response) => Reply {
             status: response.status,
             headers: response.headers,
@@ -114,9 +134,19 @@ async fn route(
 
 type ReplyFn = fn(&str) -> Reply;
 
-async fn read_body(body: Incoming, limit: u64, headers: &hyper::HeaderMap) -> Result<Vec<u8>, ReplyFn> {
-    let too_large: ReplyFn =
-        |id| error_reply(413, "PayloadTooLarge", "the request body exceeds this mount's limit", id);
+async fn read_body(
+    body: Incoming,
+    limit: u64,
+    headers: &hyper::HeaderMap,
+) -> Result<Vec<u8>, ReplyFn> {
+    let too_large: ReplyFn = |id| {
+        error_reply(
+            413,
+            "PayloadTooLarge",
+            "the request body exceeds this mount's limit",
+            id,
+        )
+    };
     let declared = headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -126,8 +156,15 @@ async fn read_body(body: Incoming, limit: u64, headers: &hyper::HeaderMap) -> Re
     }
     match Limited::new(body, limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes().into()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large),
-        Err(_) => Err(|id| error_reply(400, "BadRequest", "the request body could not be read", id)),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large)
+        }
+        Err(_) => {
+            Err(|id| error_reply(400, "BadRequest", "the request body could not be read", id))
+        }
     }
 }
 
@@ -155,11 +192,16 @@ fn into_hyper(reply: Reply, request_id: &str) -> hyper::Response<Full<Bytes>> {
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
     for (name, value) in reply.headers {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             (Ok(name), Ok(value)) => {
                 headers.append(name, value);
             }
-            _ => tracing::warn!(request_id, header = %name, "dropping an invalid response header from a plugin"),
+            _ => {
+                tracing::warn!(request_id, header = %name, "dropping an invalid response header from a plugin")
+            }
         }
     }
     if let Ok(value) = HeaderValue::from_str(request_id) {
@@ -181,7 +223,9 @@ fn request_id_for(req: &hyper::Request<Incoming>) -> Arc<str> {
 fn valid_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A random v4 UUID from a fast thread-local generator: request ids need to
@@ -189,7 +233,10 @@ fn valid_request_id(id: &str) -> bool {
 fn new_request_id() -> Arc<str> {
     let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
     let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-    Arc::from(&*id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
+    Arc::from(
+        &*id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
 }
 
 #[cfg(test)]

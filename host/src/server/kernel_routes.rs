@@ -15,11 +15,17 @@ pub fn handle(kernel: &Kernel, method: &hyper::Method, path: &str, request_id: &
         ("/_tessera/metrics", true) => Reply {
             status: 200,
             headers: vec![("content-type".into(), "text/plain; version=0.0.4".into())],
-            body: kernel.metrics.render(kernel.runtime.live_instances()).into_bytes(),
+            body: kernel
+                .metrics
+                .render(kernel.runtime.live_instances())
+                .into_bytes(),
         },
-        ("/_tessera/health" | "/_tessera/metrics", false) => {
-            error_reply(405, "MethodNotAllowed", "only GET is allowed here", request_id)
-        }
+        ("/_tessera/health" | "/_tessera/metrics", false) => error_reply(
+            405,
+            "MethodNotAllowed",
+            "only GET is allowed here",
+            request_id,
+        ),
         _ => error_reply(404, "NotFound", "no such kernel route", request_id),
     }
 }

@@ -38,7 +38,13 @@ impl Kernel {
                 .enumerate()
                 .flat_map(|(i, p)| p.mounts.iter().map(move |m| (m.clone(), i))),
         );
-        let metrics = Metrics::new(runtime.plugins().iter().map(|p| p.ctx.name.to_string()).collect());
+        let metrics = Metrics::new(
+            runtime
+                .plugins()
+                .iter()
+                .map(|p| p.ctx.name.to_string())
+                .collect(),
+        );
         Kernel {
             runtime,
             router,

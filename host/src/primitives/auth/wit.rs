@@ -19,13 +19,21 @@ impl Host for InstanceState {
     fn get_account_by_id(&mut self, _id: String) -> Result<Option<Account>, AuthError> {
         not_yet()
     }
-    fn list_accounts(&mut self, _realm: Option<String>, _parent: Option<String>) -> Result<Vec<Account>, AuthError> {
+    fn list_accounts(
+        &mut self,
+        _realm: Option<String>,
+        _parent: Option<String>,
+    ) -> Result<Vec<Account>, AuthError> {
         not_yet()
     }
     fn create_account(&mut self, _account: NewAccount) -> Result<Account, AuthError> {
         not_yet()
     }
-    fn update_account(&mut self, _login: String, _update: AccountUpdate) -> Result<Account, AuthError> {
+    fn update_account(
+        &mut self,
+        _login: String,
+        _update: AccountUpdate,
+    ) -> Result<Account, AuthError> {
         not_yet()
     }
     fn delete_account(&mut self, _login: String) -> Result<(), AuthError> {
@@ -43,16 +51,29 @@ impl Host for InstanceState {
     ) -> Result<Account, AuthError> {
         not_yet()
     }
-    fn add_key(&mut self, _owner: String, _name: String, _openssh_key: String) -> Result<SshKey, AuthError> {
+    fn add_key(
+        &mut self,
+        _owner: String,
+        _name: String,
+        _openssh_key: String,
+    ) -> Result<SshKey, AuthError> {
         not_yet()
     }
     fn list_keys(&mut self, _owner: String) -> Result<Vec<SshKey>, AuthError> {
         not_yet()
     }
-    fn get_key(&mut self, _owner: String, _name_or_fingerprint: String) -> Result<Option<SshKey>, AuthError> {
+    fn get_key(
+        &mut self,
+        _owner: String,
+        _name_or_fingerprint: String,
+    ) -> Result<Option<SshKey>, AuthError> {
         not_yet()
     }
-    fn delete_key(&mut self, _owner: String, _name_or_fingerprint: String) -> Result<(), AuthError> {
+    fn delete_key(
+        &mut self,
+        _owner: String,
+        _name_or_fingerprint: String,
+    ) -> Result<(), AuthError> {
         not_yet()
     }
     fn verify_signature(
@@ -68,7 +89,12 @@ impl Host for InstanceState {
     fn issue_token(&mut self, _request: TokenRequest) -> Result<IssuedToken, AuthError> {
         not_yet()
     }
-    fn check_token(&mut self, _value: String, _scope: String, _peer: String) -> Result<TokenClaims, AuthError> {
+    fn check_token(
+        &mut self,
+        _value: String,
+        _scope: String,
+        _peer: String,
+    ) -> Result<TokenClaims, AuthError> {
         not_yet()
     }
     fn revoke_token(&mut self, _id: String) -> Result<(), AuthError> {

@@ -36,7 +36,14 @@ impl Host for InstanceState {
     fn act(&mut self, _id: String, _action: VmAction, _caller: String) -> Result<String, HvError> {
         not_yet()
     }
-    fn resize(&mut self, _id: String, _cpus: u32, _ram_mib: u64, _disk_mib: u64, _caller: String) -> Result<String, HvError> {
+    fn resize(
+        &mut self,
+        _id: String,
+        _cpus: u32,
+        _ram_mib: u64,
+        _disk_mib: u64,
+        _caller: String,
+    ) -> Result<String, HvError> {
         not_yet()
     }
     fn rename(&mut self, _id: String, _name: String, _caller: String) -> Result<Vm, HvError> {
@@ -48,13 +55,28 @@ impl Host for InstanceState {
     fn remove_disk(&mut self, _id: String, _disk: String, _caller: String) -> Result<(), HvError> {
         not_yet()
     }
-    fn snapshot_create(&mut self, _id: String, _name: String, _caller: String) -> Result<Snapshot, HvError> {
+    fn snapshot_create(
+        &mut self,
+        _id: String,
+        _name: String,
+        _caller: String,
+    ) -> Result<Snapshot, HvError> {
         not_yet()
     }
-    fn snapshot_rollback(&mut self, _id: String, _name: String, _caller: String) -> Result<String, HvError> {
+    fn snapshot_rollback(
+        &mut self,
+        _id: String,
+        _name: String,
+        _caller: String,
+    ) -> Result<String, HvError> {
         not_yet()
     }
-    fn snapshot_delete(&mut self, _id: String, _name: String, _caller: String) -> Result<(), HvError> {
+    fn snapshot_delete(
+        &mut self,
+        _id: String,
+        _name: String,
+        _caller: String,
+    ) -> Result<(), HvError> {
         not_yet()
     }
     fn list_snapshots(&mut self, _id: String) -> Result<Vec<Snapshot>, HvError> {

@@ -1,7 +1,9 @@
 //! The `jobs` interface; every call answers `unsupported` for now.
 
 use crate::primitives::unsupported;
-use crate::runtime::bindings::tessera::kernel::jobs::{Host, JobError, JobFilter, JobInfo, JobSubmission};
+use crate::runtime::bindings::tessera::kernel::jobs::{
+    Host, JobError, JobFilter, JobInfo, JobSubmission,
+};
 use crate::runtime::state::InstanceState;
 
 fn not_yet<T>() -> Result<T, JobError> {
@@ -21,7 +23,12 @@ impl Host for InstanceState {
     fn cancel(&mut self, _id: String) -> Result<JobInfo, JobError> {
         not_yet()
     }
-    fn log_lines(&mut self, _id: String, _offset: u32, _limit: u32) -> Result<Vec<String>, JobError> {
+    fn log_lines(
+        &mut self,
+        _id: String,
+        _offset: u32,
+        _limit: u32,
+    ) -> Result<Vec<String>, JobError> {
         not_yet()
     }
     fn progress(&mut self, _id: String, _percent: u8) -> Result<(), JobError> {

@@ -109,7 +109,9 @@ impl Filter {
     /// Parses a filter's JSON text; anything outside the grammar or the limits is `Invalid`.
     pub fn parse(text: &str) -> Result<Filter, StorageError> {
         if text.len() > MAX_FILTER_BYTES {
-            return Err(invalid(format!("a filter is at most {MAX_FILTER_BYTES} bytes")));
+            return Err(invalid(format!(
+                "a filter is at most {MAX_FILTER_BYTES} bytes"
+            )));
         }
         let json: Json = serde_json::from_str(text)
             .map_err(|error| invalid(format!("filter is not valid JSON: {error}")))?;
@@ -158,7 +160,11 @@ fn render_compare(field: &Field, op: CompareOp, literal: &Literal, out: &mut Sql
     let column = field.sql();
     let Some((placeholder, value)) = literal.bind() else {
         // The parser lets null through only for eq and ne.
-        let test = if op == CompareOp::Ne { "IS NOT NULL" } else { "IS NULL" };
+        let test = if op == CompareOp::Ne {
+            "IS NOT NULL"
+        } else {
+            "IS NULL"
+        };
         let _ = write!(out.sql, "{column} {test}");
         return;
     };
@@ -177,7 +183,10 @@ fn render_in(field: &Field, values: &[Literal], out: &mut SqlFragment) {
         (true, false) => "0".to_owned(),
         (true, true) => format!("{column} IS NULL"),
         (false, false) => format!("{column} IN ({})", placeholders.join(", ")),
-        (false, true) => format!("({column} IN ({}) OR {column} IS NULL)", placeholders.join(", ")),
+        (false, true) => format!(
+            "({column} IN ({}) OR {column} IS NULL)",
+            placeholders.join(", ")
+        ),
     };
     out.sql.push_str(&sql);
 }
@@ -247,7 +256,9 @@ impl Field {
                 ))
             })?;
         if segments.len() > MAX_PATH_SEGMENTS {
-            return Err(invalid(format!("a path has at most {MAX_PATH_SEGMENTS} segments")));
+            return Err(invalid(format!(
+                "a path has at most {MAX_PATH_SEGMENTS} segments"
+            )));
         }
         Ok(Field::Document(segments))
     }
@@ -269,7 +280,9 @@ impl Field {
     /// `json_extract`, which cannot tell a stored `null` from a missing field.
     fn exists_sql(&self) -> String {
         match self {
-            Field::Document(segments) => format!("json_type(value, '{}') IS NOT NULL", json_path(segments)),
+            Field::Document(segments) => {
+                format!("json_type(value, '{}') IS NOT NULL", json_path(segments))
+            }
             column => format!("{} IS NOT NULL", column.sql()),
         }
     }
@@ -332,11 +345,15 @@ struct FilterParser {
 impl FilterParser {
     fn filter(&mut self, json: Json, depth: usize) -> Result<Filter, StorageError> {
         if depth > MAX_DEPTH {
-            return Err(invalid(format!("filter nests deeper than {MAX_DEPTH} levels")));
+            return Err(invalid(format!(
+                "filter nests deeper than {MAX_DEPTH} levels"
+            )));
         }
         self.nodes += 1;
         if self.nodes > MAX_NODES {
-            return Err(invalid(format!("filter has more than {MAX_NODES} operators")));
+            return Err(invalid(format!(
+                "filter has more than {MAX_NODES} operators"
+            )));
         }
         let (operator, operand) = json.into_operator()?;
         match operator.as_str() {
@@ -348,19 +365,35 @@ impl FilterParser {
             "exists" => Ok(Filter::Exists(path_operand(&operator, operand)?)),
             name => match CompareOp::from_name(name) {
                 Some(op) => self.compare(name, op, operand),
-                None => Err(invalid(format!("unknown filter operator {:?}", shorten(name)))),
+                None => Err(invalid(format!(
+                    "unknown filter operator {:?}",
+                    shorten(name)
+                ))),
             },
         }
     }
 
-    fn children(&mut self, operator: &str, operand: Json, depth: usize) -> Result<Vec<Filter>, StorageError> {
+    fn children(
+        &mut self,
+        operator: &str,
+        operand: Json,
+        depth: usize,
+    ) -> Result<Vec<Filter>, StorageError> {
         let Json::Array(items) = operand else {
             return Err(invalid(format!("{operator:?} takes an array of filters")));
         };
-        items.into_iter().map(|item| self.filter(item, depth + 1)).collect()
+        items
+            .into_iter()
+            .map(|item| self.filter(item, depth + 1))
+            .collect()
     }
 
-    fn compare(&mut self, name: &str, op: CompareOp, operand: Json) -> Result<Filter, StorageError> {
+    fn compare(
+        &mut self,
+        name: &str,
+        op: CompareOp,
+        operand: Json,
+    ) -> Result<Filter, StorageError> {
         let (field, value) = pair_operand(name, operand)?;
         let literal = self.literal(value)?;
         if matches!(literal, Literal::Null) && !matches!(op, CompareOp::Eq | CompareOp::Ne) {
@@ -375,7 +408,9 @@ impl FilterParser {
                 self.count_values(1)?;
                 Ok(Filter::Like(field, pattern))
             }
-            _ => Err(invalid(r#""like" takes ["path", "pattern"] with a string pattern"#)),
+            _ => Err(invalid(
+                r#""like" takes ["path", "pattern"] with a string pattern"#,
+            )),
         }
     }
 
@@ -384,9 +419,14 @@ impl FilterParser {
             return Err(invalid(r#""in" takes ["path", [value, ...]]"#));
         };
         if items.len() > MAX_IN_VALUES {
-            return Err(invalid(format!("an \"in\" list has at most {MAX_IN_VALUES} values")));
+            return Err(invalid(format!(
+                "an \"in\" list has at most {MAX_IN_VALUES} values"
+            )));
         }
-        let values = items.into_iter().map(|item| self.literal(item)).collect::<Result<_, _>>()?;
+        let values = items
+            .into_iter()
+            .map(|item| self.literal(item))
+            .collect::<Result<_, _>>()?;
         Ok(Filter::In(field, values))
     }
 
@@ -452,12 +492,14 @@ enum Json {
 impl Json {
     /// The operator and operand of a filter object: exactly one member.
     fn into_operator(self) -> Result<(String, Json), StorageError> {
-        if let Json::Object(members) = self {
-            if let Ok([member]) = <[(String, Json); 1]>::try_from(members) {
-                return Ok(member);
-            }
+        if let Json::Object(members) = self
+            && let Ok([member]) = <[(String, Json); 1]>::try_from(members)
+        {
+            return Ok(member);
         }
-        Err(invalid(r#"a filter is an object with exactly one operator, like {"eq": ["path", value]}"#))
+        Err(invalid(
+            r#"a filter is an object with exactly one operator, like {"eq": ["path", value]}"#,
+        ))
     }
 
     /// Minified JSON text.
@@ -602,15 +644,23 @@ mod tests {
 
     #[test]
     fn underscore_names_are_the_row_columns() -> Result<(), StorageError> {
-        let out = compile(r#"{"and": [{"ge": ["_version", 2]}, {"lt": ["_created", 5]}, {"like": ["_key", "a%"]}]}"#)?;
-        assert_eq!(out.sql, "(version >= ? AND (created < ? AND key LIKE ? ESCAPE '\\'))");
+        let out = compile(
+            r#"{"and": [{"ge": ["_version", 2]}, {"lt": ["_created", 5]}, {"like": ["_key", "a%"]}]}"#,
+        )?;
+        assert_eq!(
+            out.sql,
+            "(version >= ? AND (created < ? AND key LIKE ? ESCAPE '\\'))"
+        );
         Ok(())
     }
 
     #[test]
     fn values_are_typed_parameters() -> Result<(), StorageError> {
         let out = compile(r#"{"in": ["x", [1, 2.5, "s", true, false, [1, {"b": 1, "a": 2}]]]}"#)?;
-        assert_eq!(out.sql, "json_extract(value, '$.x') IN (?, ?, ?, ?, ?, json(?))");
+        assert_eq!(
+            out.sql,
+            "json_extract(value, '$.x') IN (?, ?, ?, ?, ?, json(?))"
+        );
         let expected = vec![
             Value::Integer(1),
             Value::Real(2.5),
@@ -625,8 +675,14 @@ mod tests {
 
     #[test]
     fn eq_and_ne_null_test_for_null() -> Result<(), StorageError> {
-        assert_eq!(compile(r#"{"eq": ["a", null]}"#)?.sql, "json_extract(value, '$.a') IS NULL");
-        assert_eq!(compile(r#"{"ne": ["a", null]}"#)?.sql, "json_extract(value, '$.a') IS NOT NULL");
+        assert_eq!(
+            compile(r#"{"eq": ["a", null]}"#)?.sql,
+            "json_extract(value, '$.a') IS NULL"
+        );
+        assert_eq!(
+            compile(r#"{"ne": ["a", null]}"#)?.sql,
+            "json_extract(value, '$.a') IS NOT NULL"
+        );
         Ok(())
     }
 
@@ -766,8 +822,11 @@ mod tests {
 
     #[test]
     fn too_many_values_in_all_are_refused() {
-        let list = format!(r#"{{"in": ["a", [{}]]}}"#, vec!["1"; MAX_IN_VALUES].join(","));
-        let lists = vec![list.as_str(); MAX_VALUES / MAX_IN_VALUES + 1];
+        let list = format!(
+            r#"{{"in": ["a", [{}]]}}"#,
+            vec!["1"; MAX_IN_VALUES].join(",")
+        );
+        let lists = [list.as_str(); MAX_VALUES / MAX_IN_VALUES + 1];
         assert!(refused(&format!(r#"{{"or": [{}]}}"#, lists.join(","))).contains("values"));
     }
 

@@ -6,6 +6,7 @@
 
 mod filter;
 mod sqlite;
+mod wit;
 
 use std::sync::Arc;
 
@@ -62,7 +63,8 @@ pub struct Query {
     pub collection: String,
     /// Filter AST as JSON (see `filter.rs`); `None` matches every document.
     pub filter: Option<String>,
-    /// Sort keys, most significant first; ties are always broken by key, so pages are stable.
+    /// Sort keys, most significant first. Ties are always broken by key (running
+    /// the way the last sort key runs), so pages are stable.
     pub order_by: Vec<Order>,
     pub offset: u64,
     /// `None` returns every match past `offset`; callers serving clients should page.
@@ -156,7 +158,12 @@ impl PluginStorage {
     }
 
     /// Creates a document; `AlreadyExists` if the key is taken.
-    pub fn insert(&self, collection: &str, key: &str, value: &str) -> Result<Document, StorageError> {
+    pub fn insert(
+        &self,
+        collection: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<Document, StorageError> {
         let write = Write::Insert {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -328,16 +335,26 @@ struct IndexSpec {
 }
 
 impl IndexSpec {
-    fn new(collection: &str, name: &str, paths: &[String], unique: bool) -> Result<Self, StorageError> {
+    fn new(
+        collection: &str,
+        name: &str,
+        paths: &[String],
+        unique: bool,
+    ) -> Result<Self, StorageError> {
         check_collection(collection)?;
         check_index_name(name)?;
         if paths.is_empty() || paths.len() > MAX_INDEX_PATHS {
-            return Err(invalid(format!("an index covers 1 to {MAX_INDEX_PATHS} paths")));
+            return Err(invalid(format!(
+                "an index covers 1 to {MAX_INDEX_PATHS} paths"
+            )));
         }
         Ok(IndexSpec {
             collection: collection.to_owned(),
             name: name.to_owned(),
-            fields: paths.iter().map(|path| Field::parse(path)).collect::<Result<_, _>>()?,
+            fields: paths
+                .iter()
+                .map(|path| Field::parse(path))
+                .collect::<Result<_, _>>()?,
             unique,
         })
     }
@@ -361,10 +378,20 @@ fn check_version(expected: Option<u64>, current: Option<u64>) -> Result<(), Stor
 
 fn check_write(write: &Write) -> Result<(), StorageError> {
     let (collection, key, value) = match write {
-        Write::Insert { collection, key, value } | Write::Put { collection, key, value, .. } => {
-            (collection, key, Some(value))
+        Write::Insert {
+            collection,
+            key,
+            value,
         }
-        Write::Delete { collection, key, .. } => (collection, key, None),
+        | Write::Put {
+            collection,
+            key,
+            value,
+            ..
+        } => (collection, key, Some(value)),
+        Write::Delete {
+            collection, key, ..
+        } => (collection, key, None),
     };
     check_collection(collection)?;
     check_name("key", key)?;
@@ -409,7 +436,8 @@ fn check_index_name(name: &str) -> Result<(), StorageError> {
 fn check_plugin_name(plugin: &str) -> Result<(), StorageError> {
     let mut chars = plugin.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
-    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    let rest_ok =
+        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
     if !first_ok || !rest_ok || plugin.len() > MAX_PLUGIN_NAME_BYTES {
         return Err(invalid(format!(
             "plugin name {plugin:?} must match [a-z][a-z0-9_-]{{0,62}}"
@@ -434,7 +462,6 @@ fn unexpected_result() -> StorageError {
     StorageError::Backend("the backend returned no outcome for the write".into())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,7 +473,11 @@ mod tests {
     }
 
     fn keys(result: &QueryResult) -> Vec<&str> {
-        result.documents.iter().map(|doc| doc.key.as_str()).collect()
+        result
+            .documents
+            .iter()
+            .map(|doc| doc.key.as_str())
+            .collect()
     }
 
     fn query(collection: &str, filter: &str) -> Query {
@@ -472,7 +503,10 @@ mod tests {
         let rows = [
             ("m1", r#"{"owner":"alice","size":3,"on":true}"#),
             ("m2", r#"{"owner":"bob","size":1,"on":false}"#),
-            ("m3", r#"{"owner":"alice","size":2,"nics":[{"mac":"aa:01"}]}"#),
+            (
+                "m3",
+                r#"{"owner":"alice","size":2,"nics":[{"mac":"aa:01"}]}"#,
+            ),
             ("m4", r#"{"owner":"alice","size":4,"tag":null}"#),
         ];
         for (key, value) in rows {
@@ -496,8 +530,14 @@ mod tests {
     fn insert_of_a_taken_key_is_already_exists() -> TestResult {
         let storage = open("p")?;
         storage.insert("vms", "a", "1")?;
-        assert_eq!(storage.insert("vms", "a", "2"), Err(StorageError::AlreadyExists));
-        assert_eq!(storage.get("vms", "a")?.map(|doc| doc.value), Some("1".into()));
+        assert_eq!(
+            storage.insert("vms", "a", "2"),
+            Err(StorageError::AlreadyExists)
+        );
+        assert_eq!(
+            storage.get("vms", "a")?.map(|doc| doc.value),
+            Some("1".into())
+        );
         Ok(())
     }
 
@@ -518,8 +558,14 @@ mod tests {
         let storage = open("p")?;
         storage.put("vms", "a", "1", None)?;
         storage.put("vms", "a", "2", Some(1))?;
-        assert_eq!(storage.put("vms", "a", "3", Some(1)), Err(StorageError::Conflict(2)));
-        assert_eq!(storage.get("vms", "a")?.map(|doc| doc.value), Some("2".into()));
+        assert_eq!(
+            storage.put("vms", "a", "3", Some(1)),
+            Err(StorageError::Conflict(2))
+        );
+        assert_eq!(
+            storage.get("vms", "a")?.map(|doc| doc.value),
+            Some("2".into())
+        );
         Ok(())
     }
 
@@ -527,14 +573,20 @@ mod tests {
     fn put_expecting_version_0_requires_the_key_to_be_absent() -> TestResult {
         let storage = open("p")?;
         assert_eq!(storage.put("vms", "a", "1", Some(0))?.version, 1);
-        assert_eq!(storage.put("vms", "a", "2", Some(0)), Err(StorageError::Conflict(1)));
+        assert_eq!(
+            storage.put("vms", "a", "2", Some(0)),
+            Err(StorageError::Conflict(1))
+        );
         Ok(())
     }
 
     #[test]
     fn put_expecting_a_version_of_an_absent_key_conflicts_with_0() -> TestResult {
         let storage = open("p")?;
-        assert_eq!(storage.put("vms", "a", "1", Some(3)), Err(StorageError::Conflict(0)));
+        assert_eq!(
+            storage.put("vms", "a", "1", Some(3)),
+            Err(StorageError::Conflict(0))
+        );
         assert_eq!(storage.get("vms", "a")?, None);
         Ok(())
     }
@@ -554,10 +606,19 @@ mod tests {
         let storage = open("p")?;
         storage.put("vms", "a", "1", None)?;
         storage.put("vms", "a", "2", None)?;
-        assert_eq!(storage.delete("vms", "a", Some(1)), Err(StorageError::Conflict(2)));
-        assert_eq!(storage.delete("vms", "a", Some(0)), Err(StorageError::Conflict(2)));
+        assert_eq!(
+            storage.delete("vms", "a", Some(1)),
+            Err(StorageError::Conflict(2))
+        );
+        assert_eq!(
+            storage.delete("vms", "a", Some(0)),
+            Err(StorageError::Conflict(2))
+        );
         assert!(storage.delete("vms", "a", Some(2))?);
-        assert_eq!(storage.delete("vms", "a", Some(2)), Err(StorageError::Conflict(0)));
+        assert_eq!(
+            storage.delete("vms", "a", Some(2)),
+            Err(StorageError::Conflict(0))
+        );
         assert_eq!(storage.delete("vms", "a", Some(0)), Ok(false));
         Ok(())
     }
@@ -577,7 +638,10 @@ mod tests {
         let storage = open("p")?;
         for value in ["", "{", "{'a': 1}", "nan", "[1,]", "1 2"] {
             let result = storage.put("vms", "a", value, None);
-            assert!(matches!(result, Err(StorageError::Invalid(_))), "{value:?}: {result:?}");
+            assert!(
+                matches!(result, Err(StorageError::Invalid(_))),
+                "{value:?}: {result:?}"
+            );
         }
         for value in ["1", "\"s\"", "null", " [1, {\"a\": [true]}] "] {
             storage.put("vms", "a", value, None)?;
@@ -591,7 +655,10 @@ mod tests {
         let long = "c".repeat(MAX_NAME_BYTES + 1);
         for collection in ["", "a b", "a'b", "a\"b", "a/b", "é", long.as_str()] {
             let result = storage.insert(collection, "k", "1");
-            assert!(matches!(result, Err(StorageError::Invalid(_))), "{collection:?}");
+            assert!(
+                matches!(result, Err(StorageError::Invalid(_))),
+                "{collection:?}"
+            );
         }
         storage.insert("My_vms.v2-x", "k", "1")?;
         Ok(())
@@ -600,13 +667,28 @@ mod tests {
     #[test]
     fn keys_are_any_nonempty_bounded_utf8() -> TestResult {
         let storage = open("p")?;
-        for key in ["'); DROP TABLE doc_p; --", "a\"b", "é/✓", "nul\0byte", "%_\\"] {
+        for key in [
+            "'); DROP TABLE doc_p; --",
+            "a\"b",
+            "é/✓",
+            "nul\0byte",
+            "%_\\",
+        ] {
             storage.insert("vms", key, "1")?;
-            assert_eq!(storage.get("vms", key)?.map(|doc| doc.key), Some(key.to_owned()));
+            assert_eq!(
+                storage.get("vms", key)?.map(|doc| doc.key),
+                Some(key.to_owned())
+            );
         }
         let long = "k".repeat(MAX_NAME_BYTES + 1);
-        assert!(matches!(storage.insert("vms", "", "1"), Err(StorageError::Invalid(_))));
-        assert!(matches!(storage.insert("vms", &long, "1"), Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            storage.insert("vms", "", "1"),
+            Err(StorageError::Invalid(_))
+        ));
+        assert!(matches!(
+            storage.insert("vms", &long, "1"),
+            Err(StorageError::Invalid(_))
+        ));
         Ok(())
     }
 
@@ -616,11 +698,22 @@ mod tests {
         storage.insert("vms", "old", "0")?;
         let writes = [
             put_write("a", "1"),
-            Write::Insert { collection: "vms".into(), key: "b".into(), value: "2".into() },
-            Write::Delete { collection: "vms".into(), key: "old".into(), expected_version: Some(1) },
+            Write::Insert {
+                collection: "vms".into(),
+                key: "b".into(),
+                value: "2".into(),
+            },
+            Write::Delete {
+                collection: "vms".into(),
+                key: "old".into(),
+                expected_version: Some(1),
+            },
         ];
         let written = storage.batch(&writes)?;
-        let versions: Vec<Option<u64>> = written.iter().map(|doc| doc.as_ref().map(|d| d.version)).collect();
+        let versions: Vec<Option<u64>> = written
+            .iter()
+            .map(|doc| doc.as_ref().map(|d| d.version))
+            .collect();
         assert_eq!(versions, vec![Some(1), Some(1), None]);
         assert_eq!(storage.get("vms", "old")?, None);
         assert!(storage.get("vms", "b")?.is_some());
@@ -633,11 +726,21 @@ mod tests {
         storage.insert("vms", "taken", "0")?;
         let writes = [
             put_write("a", "1"),
-            Write::Insert { collection: "vms".into(), key: "taken".into(), value: "2".into() },
+            Write::Insert {
+                collection: "vms".into(),
+                key: "taken".into(),
+                value: "2".into(),
+            },
             put_write("c", "3"),
         ];
         let failure = storage.batch(&writes).err();
-        assert_eq!(failure, Some(BatchError { index: 1, error: StorageError::AlreadyExists }));
+        assert_eq!(
+            failure,
+            Some(BatchError {
+                index: 1,
+                error: StorageError::AlreadyExists
+            })
+        );
         assert_eq!(storage.get("vms", "a")?, None);
         Ok(())
     }
@@ -647,7 +750,12 @@ mod tests {
         let storage = open("p")?;
         let writes = [
             put_write("a", "1"),
-            Write::Put { collection: "vms".into(), key: "a".into(), value: "2".into(), expected_version: Some(1) },
+            Write::Put {
+                collection: "vms".into(),
+                key: "a".into(),
+                value: "2".into(),
+                expected_version: Some(1),
+            },
         ];
         let written = storage.batch(&writes)?;
         assert_eq!(written[1].as_ref().map(|doc| doc.version), Some(2));
@@ -657,9 +765,19 @@ mod tests {
     #[test]
     fn an_invalid_write_fails_the_batch_before_anything_is_written() -> TestResult {
         let storage = open("p")?;
-        let writes = [put_write("a", "1"), put_write("b", "2"), put_write("c", "{bad")];
+        let writes = [
+            put_write("a", "1"),
+            put_write("b", "2"),
+            put_write("c", "{bad"),
+        ];
         let failure = storage.batch(&writes).err();
-        assert!(matches!(failure, Some(BatchError { index: 2, error: StorageError::Invalid(_) })));
+        assert!(matches!(
+            failure,
+            Some(BatchError {
+                index: 2,
+                error: StorageError::Invalid(_)
+            })
+        ));
         assert_eq!(storage.get("vms", "a")?, None);
         Ok(())
     }
@@ -674,7 +792,10 @@ mod tests {
     fn query_filters_orders_and_counts_all_matches() -> TestResult {
         let storage = machines()?;
         let mut q = query("vms", r#"{"eq": ["owner", "alice"]}"#);
-        q.order_by = vec![Order { path: "size".into(), descending: true }];
+        q.order_by = vec![Order {
+            path: "size".into(),
+            descending: true,
+        }];
         let result = storage.query(&q)?;
         assert_eq!(keys(&result), vec!["m4", "m1", "m3"]);
         assert_eq!(result.total, 3);
@@ -685,7 +806,10 @@ mod tests {
     fn offset_and_limit_page_while_total_counts_every_match() -> TestResult {
         let storage = machines()?;
         let mut q = query("vms", r#"{"ge": ["size", 1]}"#);
-        q.order_by = vec![Order { path: "size".into(), descending: false }];
+        q.order_by = vec![Order {
+            path: "size".into(),
+            descending: false,
+        }];
         q.offset = 1;
         q.limit = Some(2);
         let result = storage.query(&q)?;
@@ -700,17 +824,31 @@ mod tests {
     fn no_filter_and_no_limit_returns_the_collection_in_key_order() -> TestResult {
         let storage = machines()?;
         storage.insert("other", "m0", "{}")?;
-        let result = storage.query(&Query { collection: "vms".into(), ..Query::default() })?;
-        assert_eq!((keys(&result), result.total), (vec!["m1", "m2", "m3", "m4"], 4));
+        let result = storage.query(&Query {
+            collection: "vms".into(),
+            ..Query::default()
+        })?;
+        assert_eq!(
+            (keys(&result), result.total),
+            (vec!["m1", "m2", "m3", "m4"], 4)
+        );
         Ok(())
     }
 
     #[test]
-    fn equal_sort_values_are_ordered_by_key() -> TestResult {
+    fn equal_sort_values_are_ordered_by_key_in_the_last_keys_direction() -> TestResult {
         let storage = machines()?;
-        let mut q = Query { collection: "vms".into(), ..Query::default() };
-        q.order_by = vec![Order { path: "owner".into(), descending: true }];
-        assert_eq!(keys(&storage.query(&q)?), vec!["m2", "m1", "m3", "m4"]);
+        let mut q = Query {
+            collection: "vms".into(),
+            ..Query::default()
+        };
+        q.order_by = vec![Order {
+            path: "owner".into(),
+            descending: false,
+        }];
+        assert_eq!(keys(&storage.query(&q)?), vec!["m1", "m3", "m4", "m2"]);
+        q.order_by[0].descending = true;
+        assert_eq!(keys(&storage.query(&q)?), vec!["m2", "m4", "m3", "m1"]);
         Ok(())
     }
 
@@ -722,13 +860,20 @@ mod tests {
             (r#"{"eq": ["on", true]}"#, vec!["m1"]),
             (r#"{"in": ["_key", ["m2", "m4", "zz"]]}"#, vec!["m2", "m4"]),
             (r#"{"ge": ["_version", 1]}"#, vec!["m1", "m2", "m3", "m4"]),
-            (r#"{"or": [{"lt": ["size", 2]}, {"gt": ["size", 3]}]}"#, vec!["m2", "m4"]),
+            (
+                r#"{"or": [{"lt": ["size", 2]}, {"gt": ["size", 3]}]}"#,
+                vec!["m2", "m4"],
+            ),
             (r#"{"not": {"eq": ["owner", "alice"]}}"#, vec!["m2"]),
             (r#"{"like": ["owner", "AL%"]}"#, vec!["m1", "m3", "m4"]),
             (r#"{"eq": ["nics", [{"mac": "aa:01"}]]}"#, vec!["m3"]),
         ];
         for (filter, expected) in cases {
-            assert_eq!(keys(&storage.query(&query("vms", filter))?), expected, "{filter}");
+            assert_eq!(
+                keys(&storage.query(&query("vms", filter))?),
+                expected,
+                "{filter}"
+            );
         }
         Ok(())
     }
@@ -736,16 +881,25 @@ mod tests {
     #[test]
     fn ne_and_not_skip_documents_lacking_the_field() -> TestResult {
         let storage = machines()?;
-        assert_eq!(keys(&storage.query(&query("vms", r#"{"ne": ["on", true]}"#))?), vec!["m2"]);
+        assert_eq!(
+            keys(&storage.query(&query("vms", r#"{"ne": ["on", true]}"#))?),
+            vec!["m2"]
+        );
         let missing = r#"{"or": [{"ne": ["on", true]}, {"not": {"exists": "on"}}]}"#;
-        assert_eq!(keys(&storage.query(&query("vms", missing))?), vec!["m2", "m3", "m4"]);
+        assert_eq!(
+            keys(&storage.query(&query("vms", missing))?),
+            vec!["m2", "m3", "m4"]
+        );
         Ok(())
     }
 
     #[test]
     fn exists_counts_a_null_field_as_present_and_eq_null_as_missing() -> TestResult {
         let storage = machines()?;
-        assert_eq!(keys(&storage.query(&query("vms", r#"{"exists": "tag"}"#))?), vec!["m4"]);
+        assert_eq!(
+            keys(&storage.query(&query("vms", r#"{"exists": "tag"}"#))?),
+            vec!["m4"]
+        );
         let null = storage.query(&query("vms", r#"{"eq": ["tag", null]}"#))?;
         assert_eq!(null.total, 4);
         Ok(())
@@ -754,13 +908,28 @@ mod tests {
     #[test]
     fn hostile_values_match_only_themselves() -> TestResult {
         let storage = open("p")?;
-        let names = ["it's", "100%", "a_b", "nul\0x", "'); DROP TABLE doc_p; --", "\"q\""];
+        let names = [
+            "it's",
+            "100%",
+            "a_b",
+            "nul\0x",
+            "'); DROP TABLE doc_p; --",
+            "\"q\"",
+        ];
         for (i, name) in names.iter().enumerate() {
-            storage.insert("c", &i.to_string(), &serde_json::json!({ "name": name }).to_string())?;
+            storage.insert(
+                "c",
+                &i.to_string(),
+                &serde_json::json!({ "name": name }).to_string(),
+            )?;
         }
         for (i, name) in names.iter().enumerate() {
             let filter = serde_json::json!({"eq": ["name", name]}).to_string();
-            assert_eq!(keys(&storage.query(&query("c", &filter))?), vec![i.to_string()], "{name:?}");
+            assert_eq!(
+                keys(&storage.query(&query("c", &filter))?),
+                vec![i.to_string()],
+                "{name:?}"
+            );
         }
         let literal_percent = storage.query(&query("c", r#"{"like": ["name", "100\\%"]}"#))?;
         assert_eq!(keys(&literal_percent), vec!["1"]);
@@ -772,9 +941,18 @@ mod tests {
         let storage = machines()?;
         let bad_filter = storage.query(&query("vms", r#"{"eq": ["a'); DROP TABLE x;--", 1]}"#));
         assert!(matches!(bad_filter, Err(StorageError::Invalid(_))));
-        let mut bad_order = Query { collection: "vms".into(), ..Query::default() };
-        bad_order.order_by = vec![Order { path: "size DESC; --".into(), descending: false }];
-        assert!(matches!(storage.query(&bad_order), Err(StorageError::Invalid(_))));
+        let mut bad_order = Query {
+            collection: "vms".into(),
+            ..Query::default()
+        };
+        bad_order.order_by = vec![Order {
+            path: "size DESC; --".into(),
+            descending: false,
+        }];
+        assert!(matches!(
+            storage.query(&bad_order),
+            Err(StorageError::Invalid(_))
+        ));
         Ok(())
     }
 
@@ -785,10 +963,20 @@ mod tests {
         let (a, b) = (storage.for_plugin("a")?, storage.for_plugin("b")?);
         a.insert("vms", "k", r#"{"owner": "a"}"#)?;
         assert_eq!(b.get("vms", "k")?, None);
-        assert_eq!(b.query(&Query { collection: "vms".into(), ..Query::default() })?.total, 0);
+        assert_eq!(
+            b.query(&Query {
+                collection: "vms".into(),
+                ..Query::default()
+            })?
+            .total,
+            0
+        );
         assert!(!b.delete("vms", "k", None)?);
         assert_eq!(b.insert("vms", "k", "{}")?.version, 1);
-        assert_eq!(a.get("vms", "k")?.map(|doc| doc.value), Some(r#"{"owner": "a"}"#.into()));
+        assert_eq!(
+            a.get("vms", "k")?.map(|doc| doc.value),
+            Some(r#"{"owner": "a"}"#.into())
+        );
         Ok(())
     }
 
@@ -797,7 +985,10 @@ mod tests {
         let storage = Storage::new(Database::open_in_memory_for_tests()?);
         let long = format!("a{}", "b".repeat(MAX_PLUGIN_NAME_BYTES));
         for name in ["", "A", "1a", "-a", "a b", "a\"", "a;b", long.as_str()] {
-            assert!(matches!(storage.for_plugin(name), Err(StorageError::Invalid(_))), "{name:?}");
+            assert!(
+                matches!(storage.for_plugin(name), Err(StorageError::Invalid(_))),
+                "{name:?}"
+            );
         }
         storage.for_plugin("appliance-admin")?;
         Ok(())
@@ -808,7 +999,10 @@ mod tests {
         let storage = Storage::new(Database::open_in_memory_for_tests()?);
         storage.for_plugin("my-app")?;
         storage.for_plugin("my-app")?;
-        assert!(matches!(storage.for_plugin("my_app"), Err(StorageError::Invalid(_))));
+        assert!(matches!(
+            storage.for_plugin("my_app"),
+            Err(StorageError::Invalid(_))
+        ));
         Ok(())
     }
 
@@ -817,7 +1011,10 @@ mod tests {
         let db = Database::open_in_memory_for_tests()?;
         let storage = Storage::new(db);
         let (a, b) = (storage.for_plugin("a")?, storage.for_plugin("b")?);
-        assert_eq!((a.next_id("vm")?, a.next_id("vm")?, a.next_id("vm")?), (1, 2, 3));
+        assert_eq!(
+            (a.next_id("vm")?, a.next_id("vm")?, a.next_id("vm")?),
+            (1, 2, 3)
+        );
         assert_eq!(a.next_id("disk")?, 1);
         assert_eq!(b.next_id("vm")?, 1);
         assert!(matches!(a.next_id(""), Err(StorageError::Invalid(_))));
@@ -830,7 +1027,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let storage = storage.clone();
-                std::thread::spawn(move || (0..25).map(|_| storage.next_id("s")).collect::<Result<Vec<_>, _>>())
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| storage.next_id("s"))
+                        .collect::<Result<Vec<_>, _>>()
+                })
             })
             .collect();
         let mut ids = Vec::new();
@@ -848,7 +1049,10 @@ mod tests {
         storage.ensure_index("users", "by_email", &["email".into()], true)?;
         storage.insert("users", "u1", r#"{"email": "a@x"}"#)?;
         let duplicate = storage.insert("users", "u2", r#"{"email": "a@x"}"#);
-        assert_eq!(duplicate, Err(StorageError::UniqueViolation("by_email".into())));
+        assert_eq!(
+            duplicate,
+            Err(StorageError::UniqueViolation("by_email".into()))
+        );
         storage.insert("users", "u2", r#"{"email": "b@x"}"#)?;
         let onto = storage.put("users", "u2", r#"{"email": "a@x"}"#, None);
         assert_eq!(onto, Err(StorageError::UniqueViolation("by_email".into())));
@@ -883,7 +1087,10 @@ mod tests {
             put_write("b", r#"{"name": "x", "owner": "o"}"#),
         ];
         let failure = storage.batch(&writes).err();
-        let expected = BatchError { index: 1, error: StorageError::UniqueViolation("by_name".into()) };
+        let expected = BatchError {
+            index: 1,
+            error: StorageError::UniqueViolation("by_name".into()),
+        };
         assert_eq!(failure, Some(expected));
         assert_eq!(storage.get("vms", "a")?, None);
         Ok(())
@@ -896,9 +1103,16 @@ mod tests {
         storage.ensure_index("vms", "by_owner", &paths, false)?;
         storage.ensure_index("vms", "by_owner", &paths, false)?;
         storage.ensure_index("vms", "BY_OWNER", &paths, false)?;
-        for (collection, paths, unique) in [("vms", &paths[..1], false), ("vms", &paths[..], true), ("other", &paths[..], false)] {
+        for (collection, paths, unique) in [
+            ("vms", &paths[..1], false),
+            ("vms", &paths[..], true),
+            ("other", &paths[..], false),
+        ] {
             let result = storage.ensure_index(collection, "by_owner", paths, unique);
-            assert!(matches!(result, Err(StorageError::Invalid(_))), "{collection} {paths:?} {unique}");
+            assert!(
+                matches!(result, Err(StorageError::Invalid(_))),
+                "{collection} {paths:?} {unique}"
+            );
         }
         Ok(())
     }
@@ -917,7 +1131,10 @@ mod tests {
         ];
         for (name, paths) in cases {
             let result = storage.ensure_index("vms", name, paths, false);
-            assert!(matches!(result, Err(StorageError::Invalid(_))), "{name:?} {paths:?}");
+            assert!(
+                matches!(result, Err(StorageError::Invalid(_))),
+                "{name:?} {paths:?}"
+            );
         }
         let bad_path = storage.ensure_index("vms", "ok", &["a'); --".into()], false);
         assert!(matches!(bad_path, Err(StorageError::Invalid(_))));
@@ -941,8 +1158,14 @@ mod tests {
         assert_eq!(check_version(None, Some(4)), Ok(()));
         assert_eq!(check_version(Some(0), None), Ok(()));
         assert_eq!(check_version(Some(4), Some(4)), Ok(()));
-        assert_eq!(check_version(Some(0), Some(4)), Err(StorageError::Conflict(4)));
-        assert_eq!(check_version(Some(3), Some(4)), Err(StorageError::Conflict(4)));
+        assert_eq!(
+            check_version(Some(0), Some(4)),
+            Err(StorageError::Conflict(4))
+        );
+        assert_eq!(
+            check_version(Some(3), Some(4)),
+            Err(StorageError::Conflict(4))
+        );
         assert_eq!(check_version(Some(3), None), Err(StorageError::Conflict(0)));
     }
 }

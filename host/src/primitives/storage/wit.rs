@@ -1,7 +1,7 @@
 //! The `storage` interface: converts WIT values and calls the plugin's
 //! [`PluginStorage`]. Nothing else happens here.
 
-use super::storage::{BatchError, Document, Order, PluginStorage, Query, QueryResult, StorageError, Write};
+use super::{BatchError, Document, Order, PluginStorage, Query, QueryResult, StorageError, Write};
 use crate::runtime::bindings::tessera::kernel::storage as wit;
 use crate::runtime::state::InstanceState;
 
@@ -16,11 +16,20 @@ impl InstanceState {
 }
 
 impl wit::Host for InstanceState {
-    fn get(&mut self, collection: String, key: String) -> Result<Option<wit::Document>, wit::StorageError> {
+    fn get(
+        &mut self,
+        collection: String,
+        key: String,
+    ) -> Result<Option<wit::Document>, wit::StorageError> {
         Ok(self.storage()?.get(&collection, &key)?.map(Into::into))
     }
 
-    fn insert(&mut self, collection: String, key: String, value: String) -> Result<wit::Document, wit::StorageError> {
+    fn insert(
+        &mut self,
+        collection: String,
+        key: String,
+        value: String,
+    ) -> Result<wit::Document, wit::StorageError> {
         Ok(self.storage()?.insert(&collection, &key, &value)?.into())
     }
 
@@ -31,11 +40,21 @@ impl wit::Host for InstanceState {
         value: String,
         expected_version: Option<u64>,
     ) -> Result<wit::Document, wit::StorageError> {
-        Ok(self.storage()?.put(&collection, &key, &value, expected_version)?.into())
+        Ok(self
+            .storage()?
+            .put(&collection, &key, &value, expected_version)?
+            .into())
     }
 
-    fn delete(&mut self, collection: String, key: String, expected_version: Option<u64>) -> Result<bool, wit::StorageError> {
-        Ok(self.storage()?.delete(&collection, &key, expected_version)?)
+    fn delete(
+        &mut self,
+        collection: String,
+        key: String,
+        expected_version: Option<u64>,
+    ) -> Result<bool, wit::StorageError> {
+        Ok(self
+            .storage()?
+            .delete(&collection, &key, expected_version)?)
     }
 
     fn query(&mut self, q: wit::QueryRequest) -> Result<wit::QueryResult, wit::StorageError> {
@@ -45,7 +64,10 @@ impl wit::Host for InstanceState {
             order_by: q
                 .order_by
                 .into_iter()
-                .map(|o| Order { path: o.path, descending: o.descending })
+                .map(|o| Order {
+                    path: o.path,
+                    descending: o.descending,
+                })
                 .collect(),
             offset: q.offset,
             limit: q.limit,
@@ -57,12 +79,20 @@ impl wit::Host for InstanceState {
         })
     }
 
-    fn batch(&mut self, writes: Vec<wit::Write>) -> Result<Vec<Option<wit::Document>>, wit::BatchError> {
-        let storage = self.storage().map_err(|error| wit::BatchError { index: 0, error })?;
+    fn batch(
+        &mut self,
+        writes: Vec<wit::Write>,
+    ) -> Result<Vec<Option<wit::Document>>, wit::BatchError> {
+        let storage = self
+            .storage()
+            .map_err(|error| wit::BatchError { index: 0, error })?;
         let writes: Vec<Write> = writes.into_iter().map(Into::into).collect();
         match storage.batch(&writes) {
             Ok(docs) => Ok(docs.into_iter().map(|d| d.map(Into::into)).collect()),
-            Err(BatchError { index, error }) => Err(wit::BatchError { index, error: error.into() }),
+            Err(BatchError { index, error }) => Err(wit::BatchError {
+                index,
+                error: error.into(),
+            }),
         }
     }
 
@@ -77,20 +107,32 @@ impl wit::Host for InstanceState {
         paths: Vec<String>,
         unique: bool,
     ) -> Result<(), wit::StorageError> {
-        Ok(self.storage()?.ensure_index(&collection, &name, &paths, unique)?)
+        Ok(self
+            .storage()?
+            .ensure_index(&collection, &name, &paths, unique)?)
     }
 }
 
 impl From<Document> for wit::Document {
     fn from(d: Document) -> Self {
-        wit::Document { key: d.key, version: d.version, value: d.value, created: d.created, updated: d.updated }
+        wit::Document {
+            key: d.key,
+            version: d.version,
+            value: d.value,
+            created: d.created,
+            updated: d.updated,
+        }
     }
 }
 
 impl From<wit::Write> for Write {
     fn from(w: wit::Write) -> Self {
         match w {
-            wit::Write::Insert(op) => Write::Insert { collection: op.collection, key: op.key, value: op.value },
+            wit::Write::Insert(op) => Write::Insert {
+                collection: op.collection,
+                key: op.key,
+                value: op.value,
+            },
             wit::Write::Put(op) => Write::Put {
                 collection: op.collection,
                 key: op.key,

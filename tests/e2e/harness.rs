@@ -1,0 +1,162 @@
+//! Starts the real `tessera` binary on a loopback port with a temp data dir,
+//! and gives tests a blocking HTTP client for it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const TESSERA: &str = env!("CARGO_BIN_EXE_tessera");
+pub const HOSTILE_WASM: &str = concat!(env!("TESSERA_PLUGIN_DIR"), "/hostile.wasm");
+
+/// A site with the hello example at /hello and the hostile plugin at /hostile,
+/// with short budgets so the failure tests finish quickly.
+pub fn test_site() -> String {
+    format!(
+        r#"
+log = "info"
+[limits]
+time_budget_ms = 500
+memory_mib = 32
+body_limit_bytes = 4096
+
+[plugins.hello]
+source = "hello"
+mounts = ["/hello"]
+grants = ["storage"]
+[plugins.hello.settings]
+greeting = "hi from the site"
+
+[plugins.hostile]
+source = "{HOSTILE_WASM}"
+mounts = ["/hostile"]
+"#
+    )
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// The built-in default site (all five shipped plugins).
+    pub fn default_site() -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::start_in(temp.path(), None);
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A site from TOML text, in a fresh temp dir.
+    pub fn with_site(site: &str) -> Server {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut server = Server::start_in(temp.path(), Some(site));
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Start in `dir` (kept by the caller, for restart tests).
+    pub fn start_in(dir: &Path, site: Option<&str>) -> Server {
+        let mut cmd = Command::new(TESSERA);
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"));
+        if let Some(site) = site {
+            let path = dir.join("site.toml");
+            std::fs::write(&path, site).expect("write site");
+            cmd.arg("--config").arg(path);
+        }
+        let log = std::fs::File::create(dir.join("server.log")).expect("log file");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tessera");
+        let base = wait_for_listening(&mut child, dir);
+        Server {
+            child: Some(child),
+            base,
+            dir: dir.to_path_buf(),
+            _temp: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        terminate(&child);
+        child.wait().expect("wait")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
+fn wait_for_listening(child: &mut Child, dir: &Path) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(120)) {
+        Ok(addr) => addr,
+        Err(_) => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            panic!("tessera did not start listening; its log:\n{log}");
+        }
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Run the CLI to completion; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(TESSERA)
+        .args(args)
+        .output()
+        .expect("run tessera");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn json(resp: reqwest::blocking::Response) -> serde_json::Value {
+    resp.json().expect("JSON body")
+}
