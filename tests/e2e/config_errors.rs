@@ -3,6 +3,20 @@
 
 use crate::harness::{HOSTILE_WASM, TESSERA, run_cli};
 
+/// Run `serve` with a site file; it must exit 1 without listening. Returns stderr.
+fn serve_refuses(dir: &std::path::Path, site: &std::path::Path) -> String {
+    let out = std::process::Command::new(TESSERA)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(site)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn refuse(site: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("site.toml");
@@ -12,14 +26,7 @@ fn refuse(site: &str) -> String {
     assert_eq!(code, 1, "config check refuses: {check_err}");
     assert!(check_err.contains(path), "names the file: {check_err}");
     // serve refuses the same way, before listening.
-    let out = std::process::Command::new(TESSERA)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--config", path])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    serve_refuses(dir.path(), std::path::Path::new(path));
     check_err
 }
 
@@ -85,15 +92,7 @@ fn an_import_the_mount_does_not_grant_is_refused_at_load() {
         "[plugins.hello]\nsource = 'hello'\nmounts = ['/h']\n",
     )
     .unwrap();
-    let out = std::process::Command::new(TESSERA)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses(dir.path(), &path);
     assert!(
         err.contains("plugin hello")
             && err.contains("tessera:kernel/storage")
@@ -116,15 +115,7 @@ fn a_file_that_is_not_a_component_is_refused_at_load() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(TESSERA)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--config")
-        .arg(&site)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = serve_refuses(dir.path(), &site);
     assert!(
         err.contains("plugin junk") && err.contains("not a valid component"),
         "{err}"

@@ -157,6 +157,26 @@ pub fn run_cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The kernel's Prometheus text.
+pub fn metrics(server: &Server) -> String {
+    client()
+        .get(server.url("/_tessera/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics")
+}
+
+/// Assert that each line appears in the metrics text.
+pub fn assert_metrics(server: &Server, lines: &[&str]) {
+    let text = metrics(server);
+    for line in lines {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+}
+
 pub fn json(resp: reqwest::blocking::Response) -> serde_json::Value {
     resp.json().expect("JSON body")
 }

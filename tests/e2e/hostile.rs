@@ -4,7 +4,7 @@
 
 use std::thread;
 
-use crate::harness::{Server, client, json, test_site};
+use crate::harness::{Server, assert_metrics, client, json, test_site};
 
 #[test]
 fn an_infinite_loop_gets_503_while_other_plugins_keep_serving() {
@@ -96,26 +96,16 @@ fn a_trap_becomes_a_500_and_a_log_line_with_plugin_and_request_id() {
 fn failures_are_counted_in_metrics() {
     let server = Server::with_site(&test_site());
     let http = client();
-    http.get(server.url("/hostile/trap")).send().unwrap();
-    http.get(server.url("/hostile/bomb")).send().unwrap();
-    http.get(server.url("/hostile/loop")).send().unwrap();
-    let text = http
-        .get(server.url("/_tessera/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        text.contains("tessera_plugin_traps_total{plugin=\"hostile\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tessera_plugin_memory_limit_total{plugin=\"hostile\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tessera_plugin_timeouts_total{plugin=\"hostile\"} 1"),
-        "{text}"
+    for path in ["/hostile/trap", "/hostile/bomb", "/hostile/loop"] {
+        http.get(server.url(path)).send().unwrap();
+    }
+    assert_metrics(
+        &server,
+        &[
+            "tessera_plugin_traps_total{plugin=\"hostile\"} 1",
+            "tessera_plugin_memory_limit_total{plugin=\"hostile\"} 1",
+            "tessera_plugin_timeouts_total{plugin=\"hostile\"} 1",
+        ],
     );
 }
 

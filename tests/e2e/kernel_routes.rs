@@ -1,7 +1,7 @@
 //! The kernel's own routes and per-request behaviour: health, metrics,
 //! request ids, HTTP/2 without TLS, body caps.
 
-use crate::harness::{Server, client, json, test_site};
+use crate::harness::{Server, assert_metrics, client, json, test_site};
 
 #[test]
 fn health_reports_version_and_loaded_plugins() {
@@ -56,26 +56,16 @@ fn metrics_count_requests_by_plugin_and_status() {
         );
     }
     http.get(server.url("/hello/notes/404")).send().unwrap();
-    let text = http
-        .get(server.url("/_tessera/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    assert!(
-        text.contains("tessera_requests_total{plugin=\"hello\",status=\"200\"} 3"),
-        "{text}"
+    assert_metrics(
+        &server,
+        &[
+            "tessera_requests_total{plugin=\"hello\",status=\"200\"} 3",
+            "tessera_requests_total{plugin=\"hello\",status=\"404\"} 1",
+            "tessera_request_duration_seconds_count{plugin=\"hello\"} 4",
+            "tessera_instances_total 4",
+            "# TYPE tessera_request_duration_seconds histogram",
+        ],
     );
-    assert!(
-        text.contains("tessera_requests_total{plugin=\"hello\",status=\"404\"} 1"),
-        "{text}"
-    );
-    assert!(
-        text.contains("tessera_request_duration_seconds_count{plugin=\"hello\"} 4"),
-        "{text}"
-    );
-    assert!(text.contains("tessera_instances_total 4"), "{text}");
-    assert!(text.contains("# TYPE tessera_request_duration_seconds histogram"));
 }
 
 #[test]
