@@ -2,8 +2,6 @@
 //! kernel version serves the stateless cryptography; the identity store
 //! (accounts, keys, tokens) is declared in WIT and answers `unsupported`.
 
-mod wit;
-
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

@@ -104,15 +104,15 @@ impl Host for InstanceState {
         not_yet()
     }
     fn hmac_sha256(&mut self, key: Vec<u8>, message: Vec<u8>) -> Vec<u8> {
-        super::hmac_sha256(&key, &message)
+        super::auth::hmac_sha256(&key, &message)
     }
     fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
-        super::sha256(&data)
+        super::auth::sha256(&data)
     }
     fn constant_time_eq(&mut self, a: Vec<u8>, b: Vec<u8>) -> bool {
-        super::constant_time_eq(&a, &b)
+        super::auth::constant_time_eq(&a, &b)
     }
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
-        super::random_bytes(len)
+        super::auth::random_bytes(len)
     }
 }
