@@ -31,6 +31,24 @@ impl Request {
             .map(|(_, v)| v.trim().trim_matches('"').to_string())
     }
 
+    /// Credentials of an `Authorization: Basic` header: (user, password).
+    /// `None` when absent or malformed.
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        use base64::Engine;
+        let encoded = strip_scheme(self.header("authorization")?, "basic")?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (user, password) = text.split_once(':')?;
+        Some((user.to_string(), password.to_string()))
+    }
+
+    /// The token of an `Authorization: Bearer` header.
+    pub fn bearer_token(&self) -> Option<&str> {
+        strip_scheme(self.header("authorization")?, "bearer").map(str::trim)
+    }
+
     /// The first query parameter with this name, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         crate::query::get(&self.query, name)
@@ -61,6 +79,12 @@ impl Request {
                 .to_ascii_lowercase()
         })
     }
+}
+
+/// The credentials after an auth scheme name (case-insensitive).
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, rest) = value.trim_start().split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 impl Response {
@@ -120,5 +144,80 @@ impl Response {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/x".into(),
+            mount: "/".into(),
+            subpath: "/x".into(),
+            query: "a=1&b=two%20words".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: br#"{"k": 1}"#.to_vec(),
+            peer: "127.0.0.1:1".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn basic_auth_is_decoded_and_malformed_values_are_none() {
+        // "alice:s3cret:with:colons"
+        let r = request(&[("authorization", "Basic YWxpY2U6czNjcmV0OndpdGg6Y29sb25z")]);
+        assert_eq!(
+            r.basic_auth(),
+            Some(("alice".into(), "s3cret:with:colons".into()))
+        );
+        assert_eq!(
+            request(&[("authorization", "Basic !!!")]).basic_auth(),
+            None
+        );
+        assert_eq!(
+            request(&[("authorization", "Bearer abc")]).basic_auth(),
+            None
+        );
+        assert_eq!(request(&[]).basic_auth(), None);
+        assert_eq!(
+            request(&[("Authorization", "bearer abc ")]).bearer_token(),
+            Some("abc")
+        );
+    }
+
+    #[test]
+    fn headers_cookies_query_and_body_are_read() {
+        let r = request(&[
+            ("Cookie", "a=1; TC_TOKEN=tok; b=\"q\""),
+            ("content-type", "Application/JSON; charset=utf-8"),
+            ("x-multi", "1"),
+            ("X-Multi", "2"),
+        ]);
+        assert_eq!(r.cookie("TC_TOKEN").as_deref(), Some("tok"));
+        assert_eq!(r.cookie("b").as_deref(), Some("q"));
+        assert_eq!(r.cookie("missing"), None);
+        assert_eq!(r.header_all("x-multi").collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(r.content_type().as_deref(), Some("application/json"));
+        assert_eq!(r.query_param("b").as_deref(), Some("two words"));
+        let body: serde_json::Value = r.json().unwrap();
+        assert_eq!(body["k"], 1);
+    }
+
+    #[test]
+    fn responses_are_built_with_headers_and_cookies() {
+        let r = Response::json(201, &serde_json::json!({"id": 1}))
+            .with_header("X-Thing", "v")
+            .with_cookie("ses6", "tok", "HttpOnly");
+        assert_eq!(r.status, 201);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-thing"), Some("v"));
+        assert_eq!(r.header("set-cookie"), Some("ses6=tok; HttpOnly"));
+        assert_eq!(r.body, br#"{"id":1}"#);
     }
 }
