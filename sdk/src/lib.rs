@@ -15,6 +15,7 @@
 //! Build it with `cargo build --target wasm32-wasip2 --release` and mount the
 //! resulting `.wasm` in a site config.
 
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod log;

@@ -9,7 +9,7 @@ fn plugins_list_shows_mounts_grants_size_and_sha256() {
     let cloudapi = out.lines().find(|l| l.starts_with("cloudapi")).expect(&out);
     let fields: Vec<&str> = cloudapi.split_whitespace().collect();
     assert_eq!(fields[1], "/");
-    assert_eq!(fields[2], "storage,auth,jobs,hypervisor");
+    assert_eq!(fields[2], "storage,auth,auth-admin,jobs,hypervisor");
     assert!(fields[3].parse::<u64>().unwrap() > 1000, "size in bytes");
     assert_eq!(fields[4].len(), 64, "sha256 in hex");
     assert!(

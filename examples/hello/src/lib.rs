@@ -11,9 +11,13 @@
 //!   PUT    /notes/:id          replace; `if-match: VERSION` for optimistic locking
 //!   DELETE /notes/:id
 //!   GET    /counter, POST /counter
+//!   GET    /whoami             Basic auth checked by the kernel's identity store
+//!   POST   /tokens             Basic auth -> a session token (shown once)
+//!   GET    /me                 `Authorization: Bearer TOKEN`
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tessera_sdk::auth::{self, Account, AuthError, TokenFormat, TokenRequest};
 use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
 use tessera_sdk::{Params, Plugin, Request, Response, RouteMatch, Router};
 
@@ -31,6 +35,9 @@ fn routes() -> Router<Handler> {
         .add("DELETE", "/notes/:id", delete_note)
         .add("GET", "/counter", get_counter)
         .add("POST", "/counter", bump_counter)
+        .add("GET", "/whoami", whoami)
+        .add("POST", "/tokens", create_token)
+        .add("GET", "/me", me)
 }
 
 const NOTES: Collection = Collection::new("notes");
@@ -254,6 +261,73 @@ fn bump_counter(_: &Request, _: &Params) -> Result<Response, ApiError> {
         }
     }
     Err(ApiError::new(503, "counter is too contended, try again"))
+}
+
+/// The scope of this plugin's session tokens.
+const SESSION_SCOPE: &str = "hello:session";
+
+fn account_json(account: &Account) -> serde_json::Value {
+    json!({ "login": account.login, "email": account.email, "realm": account.realm, "admin": account.admin })
+}
+
+/// The account of the request's Basic credentials, checked by the kernel.
+fn basic_account(req: &Request) -> Result<Account, ApiError> {
+    let (login, password) = req.basic_auth().ok_or_else(|| {
+        ApiError::new(401, "basic credentials required")
+            .with_header("www-authenticate", "Basic realm=\"hello\"".into())
+    })?;
+    Ok(auth::verify_password(&login, &password, None, &req.peer)?)
+}
+
+fn whoami(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    Ok(Response::json(200, &account_json(&basic_account(req)?)))
+}
+
+fn create_token(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let account = basic_account(req)?;
+    let token = auth::issue_token(&TokenRequest {
+        owner: account.login,
+        scope: SESSION_SCOPE.to_string(),
+        binding: None,
+        ttl_seconds: Some(3600),
+        idle_ttl_seconds: Some(600),
+        description: Some("hello session".into()),
+        format: TokenFormat::Opaque,
+        one_use: false,
+    })?;
+    Ok(Response::json(
+        201,
+        &json!({ "id": token.id, "token": token.value, "expires_at": token.expires_at }),
+    ))
+}
+
+fn me(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let token = req
+        .bearer_token()
+        .ok_or_else(|| ApiError::new(401, "bearer token required"))?;
+    let claims = auth::check_token(token, "hello:*", &req.peer)?;
+    Ok(Response::json(
+        200,
+        &json!({ "account": account_json(&claims.owner), "scope": claims.scope }),
+    ))
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials | AuthError::NotFound(_) => {
+                ApiError::new(401, "invalid credentials")
+            }
+            AuthError::Disabled => ApiError::new(403, "account disabled"),
+            AuthError::Throttled(secs) => ApiError::new(429, "too many failed attempts")
+                .with_header("retry-after", secs.to_string()),
+            AuthError::Invalid(m) => ApiError::new(400, &m),
+            other => {
+                tessera_sdk::error!("auth failed: {other:?}");
+                ApiError::new(500, "authentication failed")
+            }
+        }
+    }
 }
 
 /// This plugin's error envelope: `{"error": message, ...detail}`.

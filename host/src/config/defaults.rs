@@ -41,17 +41,19 @@ pub fn yes() -> bool {
 }
 
 /// The shipped families at their products' own paths (ARCHITECTURE.md).
+/// `auth-admin` goes to the families whose APIs manage users (CloudAPI
+/// sub-users, VMmanager users, the appliance's own token).
 const SHIPPED: &[(&str, &[&str], &[&str])] = &[
     (
         "cloudapi",
         &["/"],
-        &["storage", "auth", "jobs", "hypervisor"],
+        &["storage", "auth", "auth-admin", "jobs", "hypervisor"],
     ),
     ("ticrypt", &["/api"], &["storage", "auth", "hypervisor"]),
     (
         "vmmanager",
         &["/vm/v3", "/auth/v4", "/api/auth/v4"],
-        &["storage", "auth", "jobs", "hypervisor"],
+        &["storage", "auth", "auth-admin", "jobs", "hypervisor"],
     ),
     (
         "fosscloud",
@@ -61,7 +63,7 @@ const SHIPPED: &[(&str, &[&str], &[&str])] = &[
     (
         "appliance-admin",
         &["/api/v1/admin"],
-        &["storage", "auth", "jobs"],
+        &["storage", "auth", "auth-admin", "jobs"],
     ),
 ];
 
@@ -87,6 +89,7 @@ pub fn default_site() -> SiteConfig {
         log: log(),
         limits: Limits::default(),
         runtime: RuntimeSettings::default(),
+        auth: Default::default(),
         plugins,
         origin: "<default site>".into(),
     }

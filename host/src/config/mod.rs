@@ -41,6 +41,9 @@ pub struct SiteConfig {
     pub limits: Limits,
     #[serde(default)]
     pub runtime: RuntimeSettings,
+    /// Brute-force thresholds and password hashing cost.
+    #[serde(default)]
+    pub auth: crate::primitives::auth::AuthSettings,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The file this came from (for messages), or `<default site>`.

@@ -2,9 +2,6 @@
 //! tests call) with a thin WIT layer (`wit.rs`) that plugins reach.
 
 pub mod auth;
-// The auth WIT glue is declared here while the identity store is being written.
-#[path = "auth/wit.rs"]
-mod auth_wit;
 pub mod hypervisor;
 pub mod jobs;
 pub mod log;
@@ -24,14 +21,17 @@ use crate::runtime::state::InstanceState;
 pub struct Primitives {
     pub db: Database,
     pub storage: storage::Storage,
+    pub auth: auth::Auth,
 }
 
 impl Primitives {
-    pub fn open(db: Database) -> Self {
-        Primitives {
+    pub fn open(db: Database, auth_settings: auth::AuthSettings) -> Result<Self, auth::AuthError> {
+        let clock = std::sync::Arc::new(auth::SystemClock);
+        Ok(Primitives {
             storage: storage::Storage::new(db.clone()),
+            auth: auth::Auth::new(db.clone(), auth_settings, clock)?,
             db,
-        }
+        })
     }
 }
 

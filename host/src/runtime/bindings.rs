@@ -6,6 +6,9 @@ wasmtime::component::bindgen!({
     // Exports are called on async stores so a long-running plugin yields to
     // the executor at every epoch tick instead of holding a worker thread.
     exports: { default: async },
+    // Password hashing takes tens of milliseconds: it runs on a blocking
+    // thread, so this import is async on the host side.
+    imports: { "tessera:kernel/auth.verify-password": async },
 });
 
 pub use exports::tessera::kernel::handler::{Request, Response};

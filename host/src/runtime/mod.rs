@@ -82,7 +82,7 @@ impl Runtime {
         request_id: Arc<str>,
     ) -> Result<Response, CallError> {
         let plugin = &self.plugins[index];
-        let mut store = self.new_store(plugin, request_id);
+        let mut store = self.new_store(plugin, request_id, Arc::from(request.peer.as_str()));
         let _live = LiveInstance::enter(&self.live_instances);
         let result = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -100,7 +100,7 @@ impl Runtime {
     /// drop it uncalled: the benchmark's measure of instantiation alone.
     pub async fn instantiate_only(&self, index: usize) -> Result<(), CallError> {
         let plugin = &self.plugins[index];
-        let mut store = self.new_store(plugin, Arc::from("instantiate-only"));
+        let mut store = self.new_store(plugin, Arc::from("instantiate-only"), Arc::from(""));
         let _live = LiveInstance::enter(&self.live_instances);
         let result = plugin.pre.instantiate_async(&mut store).await;
         result
@@ -108,9 +108,14 @@ impl Runtime {
             .map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
     }
 
-    fn new_store(&self, plugin: &LoadedPlugin, request_id: Arc<str>) -> Store<InstanceState> {
+    fn new_store(
+        &self,
+        plugin: &LoadedPlugin,
+        request_id: Arc<str>,
+        peer: Arc<str>,
+    ) -> Store<InstanceState> {
         let limits = plugin.ctx.limits;
-        let state = InstanceState::new(plugin.ctx.clone(), request_id, limits.memory_bytes());
+        let state = InstanceState::new(plugin.ctx.clone(), request_id, peer, limits.memory_bytes());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         // Every tick the call yields to the executor; once the budget is

@@ -14,6 +14,7 @@ use super::builtin;
 use super::cache::CompileCache;
 use super::state::InstanceState;
 use crate::config::{Grant, Limits, PluginConfig, looks_like_path};
+use crate::primitives::auth::Auth;
 use crate::primitives::{self, Primitives, settings::PluginSettings, storage::PluginStorage};
 
 /// What every instance of a plugin shares: its identity, grants, limits and
@@ -25,6 +26,8 @@ pub struct PluginContext {
     pub settings: PluginSettings,
     /// Present only when the mount grants `storage`.
     pub storage: Option<PluginStorage>,
+    /// Present only when the mount grants `auth`.
+    pub auth: Option<Auth>,
 }
 
 /// A plugin ready to serve: a pre-linked component and what it came from.
@@ -89,6 +92,9 @@ pub fn load(
         limits: config.limits.over(site_limits),
         settings: PluginSettings::new(&config.settings),
         storage,
+        auth: grants
+            .contains(&Grant::Auth)
+            .then(|| primitives.auth.clone()),
         grants,
     });
     let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;

@@ -17,6 +17,8 @@ const OUTPUT_CAPACITY: usize = 64 * 1024;
 pub struct InstanceState {
     pub plugin: Arc<PluginContext>,
     pub request_id: Arc<str>,
+    /// The client's address, for the audit trail of identity changes.
+    pub peer: Arc<str>,
     pub memory: MemoryCap,
     /// Epoch ticks the call has used; checked by the deadline callback.
     pub ticks: u64,
@@ -27,7 +29,12 @@ pub struct InstanceState {
 }
 
 impl InstanceState {
-    pub fn new(plugin: Arc<PluginContext>, request_id: Arc<str>, memory_cap: usize) -> Self {
+    pub fn new(
+        plugin: Arc<PluginContext>,
+        request_id: Arc<str>,
+        peer: Arc<str>,
+        memory_cap: usize,
+    ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         // No preopens, no env, no args, no network: the default builder
@@ -42,6 +49,7 @@ impl InstanceState {
         InstanceState {
             plugin,
             request_id,
+            peer,
             memory: MemoryCap::new(memory_cap),
             ticks: 0,
             wasi,

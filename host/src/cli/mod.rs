@@ -1,4 +1,7 @@
-//! The `tessera` command line: `serve`, `config check`, `plugins list`.
+//! The `tessera` command line: `serve`, `config check`, `plugins list`, and
+//! the operator's identity commands (`user`, `key`, `token`, `realm`, `audit`).
+
+mod identity;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ enum Command {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+    #[command(flatten)]
+    Identity(identity::IdentityCommand),
 }
 
 #[derive(Subcommand)]
@@ -66,15 +71,15 @@ enum PluginsCommand {
     },
 }
 
-#[derive(Args)]
-struct SiteArgs {
+#[derive(Args, Clone)]
+pub(crate) struct SiteArgs {
     /// The site config (TOML). Without it, the built-in default site.
     #[arg(long, short)]
     config: Option<PathBuf>,
 }
 
 impl SiteArgs {
-    fn load(&self) -> anyhow::Result<SiteConfig> {
+    pub(crate) fn load(&self) -> anyhow::Result<SiteConfig> {
         match &self.config {
             Some(path) => Ok(SiteConfig::load(path)?),
             None => Ok(config::default_site()),
@@ -114,6 +119,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Plugins {
             command: PluginsCommand::List { site },
         } => list_plugins(&site.load()?),
+        Command::Identity(command) => identity::run(command),
     }
 }
 
@@ -123,14 +129,31 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", site.data_dir.display()))?;
     let db = Database::open(&site.data_dir.join("tessera.db"))
         .with_context(|| format!("cannot open the database in {}", site.data_dir.display()))?;
-    let primitives = Primitives::open(db);
+    let primitives = Primitives::open(db, site.auth.clone())?;
     let runtime = Runtime::start(&site, &primitives)?;
     let kernel = Arc::new(Kernel::new(runtime));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-worker")
         .build()?;
-    tokio.block_on(server::serve(kernel, site.listen))
+    tokio.block_on(async {
+        tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
+        server::serve(kernel, site.listen).await
+    })
+}
+
+/// Expired and revoked tokens are deleted in the background, once a minute.
+async fn purge_expired_tokens(auth: crate::primitives::auth::Auth) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        every.tick().await;
+        let auth = auth.clone();
+        match tokio::task::spawn_blocking(move || auth.purge_expired()).await {
+            Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired tokens purged"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "token purge failed"),
+            _ => {}
+        }
+    }
 }
 
 fn list_plugins(site: &SiteConfig) -> anyhow::Result<()> {
