@@ -85,6 +85,11 @@ impl Server {
         }
     }
 
+    /// The data dir the server was started with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -146,15 +151,39 @@ pub fn client() -> reqwest::blocking::Client {
 
 /// Run the CLI to completion; returns (exit code, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TESSERA)
+    run_cli_with_stdin(args, "")
+}
+
+/// Run the CLI with `stdin` as its standard input.
+pub fn run_cli_with_stdin(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(TESSERA)
         .args(args)
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run tessera");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    let out = child.wait_with_output().expect("wait tessera");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Run a command with `--data-dir data_dir` appended; asserts success and
+/// returns stdout.
+pub fn cli_ok(data_dir: &Path, args: &[&str], stdin: &str) -> String {
+    let dir = data_dir.to_str().expect("utf-8 path");
+    let mut full: Vec<&str> = args.to_vec();
+    full.extend(["--data-dir", dir]);
+    let (code, out, err) = run_cli_with_stdin(&full, stdin);
+    assert_eq!(code, 0, "tessera {args:?} failed: {err}");
+    out
 }
 
 /// The kernel's Prometheus text.

@@ -3,9 +3,11 @@
 
 mod harness;
 
+mod auth;
 mod cli;
 mod config_errors;
 mod hostile;
+mod identity_cli;
 mod kernel_routes;
 mod lifecycle;
 mod routing;

@@ -14,6 +14,7 @@
 //!   GET    /whoami             Basic auth checked by the kernel's identity store
 //!   POST   /tokens             Basic auth -> a session token (shown once)
 //!   GET    /me                 `Authorization: Bearer TOKEN`
+//!   POST   /signup             {login, email, password}; needs the `auth-admin` grant
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,6 +39,7 @@ fn routes() -> Router<Handler> {
         .add("GET", "/whoami", whoami)
         .add("POST", "/tokens", create_token)
         .add("GET", "/me", me)
+        .add("POST", "/signup", signup)
 }
 
 const NOTES: Collection = Collection::new("notes");
@@ -312,6 +314,32 @@ fn me(req: &Request, _: &Params) -> Result<Response, ApiError> {
     ))
 }
 
+#[derive(Deserialize)]
+struct Signup {
+    login: String,
+    email: String,
+    password: String,
+}
+
+fn signup(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let form: Signup = req
+        .json()
+        .map_err(|e| ApiError::new(400, &format!("invalid JSON body: {e}")))?;
+    let account = auth::create_account(&auth::NewAccount {
+        login: form.login,
+        email: form.email,
+        password: Some(form.password),
+        first_name: None,
+        last_name: None,
+        company: None,
+        phone: None,
+        realm: None,
+        admin: false,
+        parent: None,
+    })?;
+    Ok(Response::json(201, &account_json(&account)))
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -322,6 +350,8 @@ impl From<AuthError> for ApiError {
             AuthError::Throttled(secs) => ApiError::new(429, "too many failed attempts")
                 .with_header("retry-after", secs.to_string()),
             AuthError::Invalid(m) => ApiError::new(400, &m),
+            AuthError::Conflict(m) => ApiError::new(409, &format!("already taken: {m}")),
+            AuthError::Forbidden => ApiError::new(403, "this mount may not change identities"),
             other => {
                 tessera_sdk::error!("auth failed: {other:?}");
                 ApiError::new(500, "authentication failed")
