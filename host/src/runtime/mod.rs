@@ -118,8 +118,10 @@ impl Runtime {
         let state = InstanceState::new(plugin.ctx.clone(), request_id, peer, limits.memory_bytes());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        // Every tick the call yields to the executor; once the budget is
-        // spent it is stopped with a typed error.
+        // A call that merely crosses one tick boundary runs on; one that has
+        // run a whole tick yields to the executor at every tick after, so
+        // long calls share the workers; once the budget is spent it is
+        // stopped with a typed error.
         let budget = engine::budget_ticks(limits.time_budget());
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
@@ -131,7 +133,11 @@ impl Runtime {
                 }
                 .into());
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(if state.ticks == 1 {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         store
     }
