@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
 
+pub use bindings::exports::tessera::kernel::jobs_runner::{Job, JobOutcome};
 pub use bindings::{Request, Response};
 pub use cache::CompileCache;
 pub use plugin::{LoadError, LoadedPlugin};
@@ -82,7 +83,9 @@ impl Runtime {
         request_id: Arc<str>,
     ) -> Result<Response, CallError> {
         let plugin = &self.plugins[index];
-        let mut store = self.new_store(plugin, request_id, Arc::from(request.peer.as_str()));
+        let budget_ms = plugin.ctx.limits.time_budget_ms;
+        let peer = Arc::from(request.peer.as_str());
+        let mut store = self.new_store(plugin, request_id, peer, budget_ms);
         let _live = LiveInstance::enter(&self.live_instances);
         let result = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
@@ -93,19 +96,48 @@ impl Runtime {
         }
         .await;
         store.data().flush_output();
-        result.map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
+        result.map_err(|e| classify(e, budget_ms))
+    }
+
+    /// Run one step of a job: `run-job` of plugin `index` in a fresh
+    /// instance under the mount's (longer) job time budget.
+    pub async fn run_job(&self, index: usize, job: &Job) -> Result<JobOutcome, CallError> {
+        let plugin = &self.plugins[index];
+        let budget_ms = plugin.ctx.limits.job_time_budget_ms;
+        let id = Arc::from(format!("job:{}", job.id).as_str());
+        let mut store = self.new_store(plugin, id, Arc::from(""), budget_ms);
+        let _live = LiveInstance::enter(&self.live_instances);
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .tessera_kernel_jobs_runner()
+                .call_run_job(&mut store, job)
+                .await
+        }
+        .await;
+        store.data().flush_output();
+        result.map_err(|e| classify(e, budget_ms))
+    }
+
+    /// The index of a loaded plugin by name.
+    pub fn plugin_index(&self, name: &str) -> Option<usize> {
+        self.plugins.iter().position(|p| &*p.ctx.name == name)
     }
 
     /// Make a fresh instance of plugin `index` exactly as `handle` does, and
     /// drop it uncalled: the benchmark's measure of instantiation alone.
     pub async fn instantiate_only(&self, index: usize) -> Result<(), CallError> {
         let plugin = &self.plugins[index];
-        let mut store = self.new_store(plugin, Arc::from("instantiate-only"), Arc::from(""));
+        let budget_ms = plugin.ctx.limits.time_budget_ms;
+        let mut store = self.new_store(
+            plugin,
+            Arc::from("instantiate-only"),
+            Arc::from(""),
+            budget_ms,
+        );
         let _live = LiveInstance::enter(&self.live_instances);
         let result = plugin.pre.instantiate_async(&mut store).await;
-        result
-            .map(drop)
-            .map_err(|e| classify(e, plugin.ctx.limits.time_budget_ms))
+        result.map(drop).map_err(|e| classify(e, budget_ms))
     }
 
     fn new_store(
@@ -113,6 +145,7 @@ impl Runtime {
         plugin: &LoadedPlugin,
         request_id: Arc<str>,
         peer: Arc<str>,
+        budget_ms: u64,
     ) -> Store<InstanceState> {
         let limits = plugin.ctx.limits;
         let state = InstanceState::new(plugin.ctx.clone(), request_id, peer, limits.memory_bytes());
@@ -122,16 +155,13 @@ impl Runtime {
         // run a whole tick yields to the executor at every tick after, so
         // long calls share the workers; once the budget is spent it is
         // stopped with a typed error.
-        let budget = engine::budget_ticks(limits.time_budget());
+        let budget = engine::budget_ticks(std::time::Duration::from_millis(budget_ms));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |mut ctx| {
             let state = ctx.data_mut();
             state.ticks += 1;
             if state.ticks >= budget {
-                return Err(TimeBudgetExceeded {
-                    budget_ms: limits.time_budget_ms,
-                }
-                .into());
+                return Err(TimeBudgetExceeded { budget_ms }.into());
             }
             Ok(if state.ticks == 1 {
                 UpdateDeadline::Continue(1)
