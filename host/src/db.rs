@@ -35,6 +35,12 @@ pub struct Database {
 struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    /// Serialises this process's write transactions. SQLite allows one writer;
+    /// a second one would wait in SQLite's busy handler, which sleeps in
+    /// growing steps (1, 2, 5 ... 25 ms) on an async worker thread. Queued on
+    /// this mutex it is woken the moment the first commits. Other processes
+    /// (the CLI) still meet `busy_timeout`.
+    writer: Mutex<()>,
     /// Set for test databases, whose files go when the last handle does.
     remove_on_drop: bool,
 }
@@ -69,6 +75,7 @@ impl Database {
         let pool = Pool {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),
+            writer: Mutex::new(()),
             remove_on_drop,
         };
         // Opening one connection now creates the file and switches it to WAL,
@@ -104,6 +111,11 @@ impl Database {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
+        let _writer = self
+            .pool
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.with_tx(TransactionBehavior::Immediate, f)
     }
 

@@ -1,5 +1,7 @@
 //! Password hashing: Argon2id PHC strings, and a dummy hash so an unknown login costs as much as a wrong password.
 
+use std::sync::{Arc, OnceLock};
+
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 
@@ -15,7 +17,8 @@ pub(super) struct PasswordHasher {
     argon2: Argon2<'static>,
     /// A hash of a random password with the current parameters, checked in place of a
     /// missing one so that a failed check costs the same whether or not the login exists.
-    dummy: String,
+    /// Made on a background thread at start so a kernel start does not pay for it.
+    dummy: Arc<OnceLock<String>>,
 }
 
 impl PasswordHasher {
@@ -28,10 +31,17 @@ impl PasswordHasher {
         )
         .map_err(|error| AuthError::Invalid(format!("auth argon2 parameters: {error}")))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let mut unguessable = [0u8; 32];
-        fill_random(&mut unguessable);
-        let dummy = hash_with(&argon2, &unguessable)?;
+        let dummy = Arc::new(OnceLock::new());
+        let (cell, hasher) = (Arc::clone(&dummy), argon2.clone());
+        std::thread::spawn(move || {
+            cell.get_or_init(|| dummy_hash(&hasher));
+        });
         Ok(PasswordHasher { argon2, dummy })
+    }
+
+    /// The dummy hash; waits for the start-up thread if it is still hashing.
+    fn dummy(&self) -> &str {
+        self.dummy.get_or_init(|| dummy_hash(&self.argon2))
     }
 
     /// A new PHC string (`$argon2id$v=19$m=…`) for `password`, with a fresh random salt.
@@ -45,7 +55,7 @@ impl PasswordHasher {
     pub(super) fn verify(&self, password: &str, stored: Option<&str>) -> bool {
         let real = stored.and_then(|stored| PasswordHash::new(stored).ok());
         let is_real = real.is_some();
-        let hash = real.or_else(|| PasswordHash::new(&self.dummy).ok());
+        let hash = real.or_else(|| PasswordHash::new(self.dummy()).ok());
         let matches = hash.is_some_and(|hash| {
             self.argon2
                 .verify_password(password.as_bytes(), &hash)
@@ -53,6 +63,14 @@ impl PasswordHasher {
         });
         is_real && matches
     }
+}
+
+/// A hash of 32 random bytes; parameters were validated in `new`, so hashing
+/// cannot fail there (an empty string would only make the dummy check fail fast).
+fn dummy_hash(argon2: &Argon2<'_>) -> String {
+    let mut unguessable = [0u8; 32];
+    fill_random(&mut unguessable);
+    hash_with(argon2, &unguessable).unwrap_or_default()
 }
 
 fn hash_with(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, AuthError> {
@@ -107,7 +125,7 @@ mod tests {
         // Same algorithm and parameters: checking it takes as long as checking a real hash.
         let hasher = hasher();
         let params = |hash: &str| hash.rsplitn(3, '$').nth(2).map(str::to_owned);
-        assert_eq!(params(&hasher.dummy), params(&hasher.hash("pw")?));
+        assert_eq!(params(hasher.dummy()), params(&hasher.hash("pw")?));
         Ok(())
     }
 
