@@ -9,3 +9,4 @@ pub mod primitives;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod workers;

@@ -24,7 +24,7 @@ body_limit_bytes = 4096
 [plugins.hello]
 source = "hello"
 mounts = ["/hello"]
-grants = ["storage", "auth"]
+grants = ["storage", "auth", "jobs"]
 [plugins.hello.settings]
 greeting = "hi from the site"
 

@@ -8,6 +8,7 @@ mod cli;
 mod config_errors;
 mod hostile;
 mod identity_cli;
+mod jobs;
 mod kernel_routes;
 mod lifecycle;
 mod routing;

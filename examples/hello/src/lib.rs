@@ -15,12 +15,18 @@
 //!   POST   /tokens             Basic auth -> a session token (shown once)
 //!   GET    /me                 `Authorization: Bearer TOKEN`
 //!   POST   /signup             {login, email, password}; needs the `auth-admin` grant
+//!   POST   /jobs               {kind: count|spin|fail|trap, steps?, ms?, key?, resume?} -> 202
+//!   GET    /jobs/:id           the job, with its log lines
+//!   DELETE /jobs/:id           cancel it
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_sdk::auth::{self, Account, AuthError, TokenFormat, TokenRequest};
+use tessera_sdk::bindings::tessera::kernel::jobs::{
+    self, JobError, JobInfo, JobState, JobSubmission, OnRestart,
+};
 use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
-use tessera_sdk::{Params, Plugin, Request, Response, RouteMatch, Router};
+use tessera_sdk::{Job, JobOutcome, Params, Plugin, Request, Response, RouteMatch, Router};
 
 type Handler = fn(&Request, &Params) -> Result<Response, ApiError>;
 
@@ -40,6 +46,9 @@ fn routes() -> Router<Handler> {
         .add("POST", "/tokens", create_token)
         .add("GET", "/me", me)
         .add("POST", "/signup", signup)
+        .add("POST", "/jobs", submit_job)
+        .add("GET", "/jobs/:id", get_job)
+        .add("DELETE", "/jobs/:id", cancel_job)
 }
 
 const NOTES: Collection = Collection::new("notes");
@@ -58,6 +67,58 @@ impl Plugin for Hello {
             RouteMatch::NotFound => Err(ApiError::new(404, "no such route")),
         };
         result.unwrap_or_else(ApiError::into_response)
+    }
+
+    /// `count` runs `steps` short steps, each a fresh instance resumed with the
+    /// saved state; `fail` fails; `trap` panics (the kernel fails the job).
+    fn run_job(job: Job) -> JobOutcome {
+        match job.kind.as_str() {
+            "count" => count_step(&job),
+            "spin" => spin(&job),
+            "fail" => JobOutcome::Failed(("Boom".into(), "failed as asked".into())),
+            "trap" => panic!("trapping as asked"),
+            other => JobOutcome::Failed(("UnknownKind".into(), format!("no job kind {other}"))),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct CountState {
+    done: u32,
+}
+
+/// One long step: busy for `ms` milliseconds (a job that is running, not
+/// between steps, when the kernel dies).
+fn spin(job: &Job) -> JobOutcome {
+    let ms = serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|p| p["ms"].as_u64())
+        .unwrap_or(1000);
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(ms) {
+        std::hint::spin_loop();
+    }
+    JobOutcome::Done(json!({ "spun_ms": ms, "attempt": job.attempt }).to_string())
+}
+
+fn count_step(job: &Job) -> JobOutcome {
+    let steps = serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|p| p["steps"].as_u64())
+        .unwrap_or(3) as u32;
+    let state: CountState = job
+        .state
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let done = state.done + 1;
+    let _ = jobs::append_log(&job.id, &format!("step {done} of {steps}"));
+    let _ = jobs::progress(&job.id, (done * 100 / steps.max(1)).min(100) as u8);
+    if done >= steps {
+        JobOutcome::Done(json!({ "counted": done }).to_string())
+    } else {
+        let state = serde_json::to_string(&CountState { done }).unwrap_or_default();
+        JobOutcome::ContinueAfter((20, state))
     }
 }
 
@@ -338,6 +399,87 @@ fn signup(req: &Request, _: &Params) -> Result<Response, ApiError> {
         parent: None,
     })?;
     Ok(Response::json(201, &account_json(&account)))
+}
+
+#[derive(Deserialize)]
+struct JobRequest {
+    kind: String,
+    #[serde(default)]
+    steps: Option<u32>,
+    #[serde(default)]
+    ms: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    resume: bool,
+}
+
+fn job_json(job: &JobInfo, log: Vec<String>) -> serde_json::Value {
+    let state = match job.state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    };
+    json!({
+        "id": job.id, "kind": job.kind, "state": state, "progress": job.progress,
+        "result": job.result.as_deref().and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok()),
+        "error_code": job.error_code, "error_message": job.error_message,
+        "attempts": job.attempts, "log": log,
+    })
+}
+
+fn submit_job(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let body: JobRequest = req
+        .json()
+        .map_err(|e| ApiError::new(400, &format!("invalid JSON body: {e}")))?;
+    let job = jobs::submit(&JobSubmission {
+        kind: body.kind,
+        payload: json!({ "steps": body.steps.unwrap_or(3), "ms": body.ms.unwrap_or(1000) })
+            .to_string(),
+        exclusive_key: body.key,
+        on_restart: if body.resume {
+            OnRestart::Resume
+        } else {
+            OnRestart::Fail
+        },
+        delay_ms: None,
+    })?;
+    Ok(
+        Response::json(202, &job_json(&job, Vec::new())).with_header(
+            "location",
+            &format!("{}/jobs/{}", req.mount.trim_end_matches('/'), job.id),
+        ),
+    )
+}
+
+fn get_job(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let id = params.get("id").unwrap_or_default();
+    let job = jobs::get(id)?.ok_or_else(|| ApiError::new(404, "no such job"))?;
+    let log = jobs::log_lines(id, 0, 1000)?;
+    Ok(Response::json(200, &job_json(&job, log)))
+}
+
+fn cancel_job(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let job = jobs::cancel(params.get("id").unwrap_or_default())?;
+    Ok(Response::json(200, &job_json(&job, Vec::new())))
+}
+
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::NotFound => ApiError::new(404, "no such job"),
+            JobError::ExclusiveBusy(id) => {
+                ApiError::new(409, "another job holds that key").with_detail(json!({ "job": id }))
+            }
+            JobError::Invalid(m) => ApiError::new(400, &m),
+            other => {
+                tessera_sdk::error!("jobs failed: {other:?}");
+                ApiError::new(500, "job queue failed")
+            }
+        }
+    }
 }
 
 impl From<AuthError> for ApiError {

@@ -27,7 +27,7 @@ pub fn measure(dir: &Path, iterations: u32) -> anyhow::Result<InstanceCosts> {
     let mut site = SiteConfig::load(&targets::write_hello_site(dir)?)?;
     site.data_dir = dir.join("data");
     let db = Database::open(&site.data_dir.join("tessera.db"))?;
-    let primitives = Primitives::open(db, site.auth.clone())?;
+    let primitives = Primitives::open(db, &site)?;
     let runtime = Runtime::start(&site, &primitives)?;
     let request = hello_request(&runtime);
     let request_id: Arc<str> = Arc::from("bench");

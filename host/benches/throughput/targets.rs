@@ -23,7 +23,7 @@ pub const HELLO_SITE: &str = r#"log = "warn"
 [plugins.hello]
 source = "hello"
 mounts = ["/hello"]
-grants = ["storage", "auth"]
+grants = ["storage", "auth", "jobs"]
 "#;
 
 /// How long a server may take to come up (the first start compiles every plugin).

@@ -129,7 +129,7 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data dir {}", site.data_dir.display()))?;
     let db = Database::open(&site.data_dir.join("tessera.db"))
         .with_context(|| format!("cannot open the database in {}", site.data_dir.display()))?;
-    let primitives = Primitives::open(db, site.auth.clone())?;
+    let primitives = Primitives::open(db, &site)?;
     let runtime = Runtime::start(&site, &primitives)?;
     let kernel = Arc::new(Kernel::new(runtime));
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -138,6 +138,7 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .build()?;
     tokio.block_on(async {
         tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
+        crate::workers::start(kernel.clone(), primitives.jobs.clone());
         server::serve(kernel, site.listen).await
     })
 }

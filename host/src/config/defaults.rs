@@ -90,6 +90,7 @@ pub fn default_site() -> SiteConfig {
         limits: Limits::default(),
         runtime: RuntimeSettings::default(),
         auth: Default::default(),
+        jobs: Default::default(),
         plugins,
         origin: "<default site>".into(),
     }

@@ -44,6 +44,9 @@ pub struct SiteConfig {
     /// Brute-force thresholds and password hashing cost.
     #[serde(default)]
     pub auth: crate::primitives::auth::AuthSettings,
+    /// Job workers, leases and retention.
+    #[serde(default)]
+    pub jobs: crate::primitives::jobs::JobSettings,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The file this came from (for messages), or `<default site>`.

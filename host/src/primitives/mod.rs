@@ -8,6 +8,8 @@ pub mod log;
 pub mod settings;
 pub mod storage;
 
+use std::sync::Arc;
+
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::config::Grant;
@@ -22,14 +24,21 @@ pub struct Primitives {
     pub db: Database,
     pub storage: storage::Storage,
     pub auth: auth::Auth,
+    pub jobs: jobs::Jobs,
 }
 
 impl Primitives {
-    pub fn open(db: Database, auth_settings: auth::AuthSettings) -> Result<Self, auth::AuthError> {
-        let clock = std::sync::Arc::new(auth::SystemClock);
+    pub fn open(db: Database, site: &crate::config::SiteConfig) -> anyhow::Result<Self> {
+        let auth = auth::Auth::new(db.clone(), site.auth.clone(), Arc::new(auth::SystemClock))?;
+        let queue = jobs::JobQueue::new(
+            db.clone(),
+            site.jobs.clone(),
+            Arc::new(jobs::SystemJobClock),
+        )?;
         Ok(Primitives {
             storage: storage::Storage::new(db.clone()),
-            auth: auth::Auth::new(db.clone(), auth_settings, clock)?,
+            auth,
+            jobs: jobs::Jobs::new(queue),
             db,
         })
     }

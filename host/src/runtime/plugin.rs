@@ -15,6 +15,7 @@ use super::cache::CompileCache;
 use super::state::InstanceState;
 use crate::config::{Grant, Limits, PluginConfig, looks_like_path};
 use crate::primitives::auth::Auth;
+use crate::primitives::jobs::Jobs;
 use crate::primitives::{self, Primitives, settings::PluginSettings, storage::PluginStorage};
 
 /// What every instance of a plugin shares: its identity, grants, limits and
@@ -28,6 +29,8 @@ pub struct PluginContext {
     pub storage: Option<PluginStorage>,
     /// Present only when the mount grants `auth`.
     pub auth: Option<Auth>,
+    /// Present only when the mount grants `jobs`.
+    pub jobs: Option<Jobs>,
 }
 
 /// A plugin ready to serve: a pre-linked component and what it came from.
@@ -95,6 +98,9 @@ pub fn load(
         auth: grants
             .contains(&Grant::Auth)
             .then(|| primitives.auth.clone()),
+        jobs: grants
+            .contains(&Grant::Jobs)
+            .then(|| primitives.jobs.clone()),
         grants,
     });
     let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;

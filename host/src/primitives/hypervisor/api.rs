@@ -1,0 +1,889 @@
+//! The hypervisor primitive's plain Rust API: the site's compute inventory, its types, its transition rules and the backend trait behind it.
+//!
+//! It mirrors `wit/hypervisor.wit` one-to-one (plus `complete`/`fail` for the job
+//! worker, and `import_image`/`set_deletion_protection` for operators); the WIT glue,
+//! the CLI and the tests call it. Input is validated here, so a backend receives
+//! checked arguments.
+//!
+//! A state change is two steps. The operation validates, applies the intermediate
+//! state (`stopped` → `starting`) in one transaction, records a pending audit row and
+//! returns a [`Transition`]. The kernel's job worker later calls [`Hypervisor::complete`]
+//! (after [`Hypervisor::transition_delay`]) to reach the target state, or
+//! [`Hypervisor::fail`]. While a transition is pending no other operation may start on
+//! that VM. Changes with no job (rename, disks, NICs, snapshot create/delete) apply
+//! at once and are audited as succeeded.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use super::sim::SimBackend;
+
+use super::config::HypervisorSettings;
+use crate::db::{Database, DbError};
+
+/// Longest VM, snapshot or image name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Longest owner, caller or plugin name, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 1024;
+/// Largest `tags`, `metadata` or image `extra` JSON text, in bytes.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+/// Most vCPUs one VM may ask for.
+pub const MAX_CPUS: u32 = 1024;
+/// Largest RAM or disk size one request may give, in MiB (1 EiB).
+pub const MAX_MIB: u64 = 1 << 40;
+/// Most NICs, and most disks, one VM may have.
+pub const MAX_DEVICES: usize = 16;
+/// Longest failure reason kept in the audit trail, in characters.
+pub const MAX_REASON_CHARS: usize = 1024;
+
+/// Why a hypervisor call failed; mirrors the WIT `hv-error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HvError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Carries the VM's current state.
+    #[error("illegal in state {0}")]
+    IllegalTransition(String),
+    #[error("no capacity: {0}")]
+    Capacity(String),
+    #[error("the vm is protected from deletion")]
+    Protected,
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("hypervisor backend failed: {0}")]
+    Backend(String),
+}
+
+impl From<DbError> for HvError {
+    fn from(error: DbError) -> Self {
+        HvError::Backend(error.to_string())
+    }
+}
+
+/// The life of a VM. `provisioning`, `starting`, `stopping` and `rebooting` are
+/// transitional: only the job that put the VM there moves it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VmState {
+    Provisioning,
+    Running,
+    Stopped,
+    Stopping,
+    Starting,
+    Rebooting,
+    Deleted,
+    Failed,
+}
+
+impl VmState {
+    pub const ALL: [VmState; 8] = [
+        VmState::Provisioning,
+        VmState::Running,
+        VmState::Stopped,
+        VmState::Stopping,
+        VmState::Starting,
+        VmState::Rebooting,
+        VmState::Deleted,
+        VmState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Provisioning => "provisioning",
+            VmState::Running => "running",
+            VmState::Stopped => "stopped",
+            VmState::Stopping => "stopping",
+            VmState::Starting => "starting",
+            VmState::Rebooting => "rebooting",
+            VmState::Deleted => "deleted",
+            VmState::Failed => "failed",
+        }
+    }
+
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            VmState::Provisioning | VmState::Starting | VmState::Stopping | VmState::Rebooting
+        )
+    }
+}
+
+impl fmt::Display for VmState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for VmState {
+    type Err = HvError;
+
+    fn from_str(text: &str) -> Result<Self, HvError> {
+        VmState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| HvError::Invalid(format!("{text:?} is not a vm state")))
+    }
+}
+
+/// The power actions of `act`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VmAction {
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+}
+
+/// Which states an operation may start from, the state it holds the VM in while
+/// its job runs, and the state `complete` leaves it in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub from: &'static [VmState],
+    pub via: VmState,
+    pub to: VmState,
+}
+
+/// States in which a VM takes changes that need no job (rename, disks, NICs, snapshots).
+pub const SETTLED: &[VmState] = &[VmState::Running, VmState::Stopped];
+
+impl VmAction {
+    /// The legal transitions. Delete has no state of its own in the WIT enum, so a
+    /// VM being deleted shows `stopping`, as Triton shows a destroy.
+    pub fn rule(self) -> Rule {
+        use VmState::*;
+        match self {
+            VmAction::Start => Rule {
+                from: &[Stopped],
+                via: Starting,
+                to: Running,
+            },
+            VmAction::Stop => Rule {
+                from: &[Running],
+                via: Stopping,
+                to: Stopped,
+            },
+            VmAction::Reboot => Rule {
+                from: &[Running],
+                via: Rebooting,
+                to: Running,
+            },
+            VmAction::Delete => Rule {
+                from: &[Running, Stopped, Failed],
+                via: Stopping,
+                to: Deleted,
+            },
+        }
+    }
+
+    pub fn operation(self) -> Operation {
+        match self {
+            VmAction::Start => Operation::Start,
+            VmAction::Stop => Operation::Stop,
+            VmAction::Reboot => Operation::Reboot,
+            VmAction::Delete => Operation::Delete,
+        }
+    }
+}
+
+/// Resize and snapshot rollback keep the VM `stopped` while their job runs.
+pub const STOPPED_JOB: Rule = Rule {
+    from: &[VmState::Stopped],
+    via: VmState::Stopped,
+    to: VmState::Stopped,
+};
+
+/// Create: a new VM is `provisioning` until its job completes.
+pub const CREATE: Rule = Rule {
+    from: &[],
+    via: VmState::Provisioning,
+    to: VmState::Running,
+};
+
+/// Everything the inventory audits; `as_str` is the audit entry's `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Start,
+    Stop,
+    Reboot,
+    Delete,
+    Resize,
+    Rename,
+    AddDisk,
+    RemoveDisk,
+    SnapshotCreate,
+    SnapshotRollback,
+    SnapshotDelete,
+    AddNic,
+    RemoveNic,
+    SetDeletionProtection,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 15] = [
+        Operation::Create,
+        Operation::Start,
+        Operation::Stop,
+        Operation::Reboot,
+        Operation::Delete,
+        Operation::Resize,
+        Operation::Rename,
+        Operation::AddDisk,
+        Operation::RemoveDisk,
+        Operation::SnapshotCreate,
+        Operation::SnapshotRollback,
+        Operation::SnapshotDelete,
+        Operation::AddNic,
+        Operation::RemoveNic,
+        Operation::SetDeletionProtection,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Start => "start",
+            Operation::Stop => "stop",
+            Operation::Reboot => "reboot",
+            Operation::Delete => "delete",
+            Operation::Resize => "resize",
+            Operation::Rename => "rename",
+            Operation::AddDisk => "add-disk",
+            Operation::RemoveDisk => "remove-disk",
+            Operation::SnapshotCreate => "snapshot-create",
+            Operation::SnapshotRollback => "snapshot-rollback",
+            Operation::SnapshotDelete => "snapshot-delete",
+            Operation::AddNic => "add-nic",
+            Operation::RemoveNic => "remove-nic",
+            Operation::SetDeletionProtection => "set-deletion-protection",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Operation {
+    type Err = HvError;
+
+    fn from_str(text: &str) -> Result<Self, HvError> {
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str() == text)
+            .ok_or_else(|| HvError::Invalid(format!("{text:?} is not an operation")))
+    }
+}
+
+/// A state change under way: the job worker completes or fails it by `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The job id of the WIT calls; unique site-wide.
+    pub id: String,
+    pub vm_id: String,
+    pub action: Operation,
+    /// The state `complete` leaves the VM in.
+    pub target_state: VmState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub name: String,
+    pub cpus: u32,
+    pub ram_mib: u64,
+    pub disk_mib: u64,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub os: String,
+    pub image_type: String,
+    pub size_mib: u64,
+    pub state: String,
+    pub owner: Option<String>,
+    pub public: bool,
+    /// Extra fields as a JSON object (tags, requirements, description...).
+    pub extra: String,
+    /// Milliseconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// What `import_image` needs; the image is `active` at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewImage {
+    pub name: String,
+    pub version: String,
+    pub os: String,
+    pub image_type: String,
+    pub size_mib: u64,
+    pub owner: Option<String>,
+    pub public: bool,
+    /// A JSON object; empty means `{}`.
+    pub extra: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub id: String,
+    pub name: String,
+    pub vlan: Option<u16>,
+    pub subnet: String,
+    pub gateway: Option<String>,
+    pub public: bool,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub mac: String,
+    /// The network's id.
+    pub network: String,
+    pub ip: Option<String>,
+    pub primary: bool,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub id: String,
+    pub size_mib: u64,
+    pub boot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub name: String,
+    pub state: String,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vm {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// The id of the node it is placed on.
+    pub node: Option<String>,
+    /// The image's id.
+    pub image: String,
+    pub cpus: u32,
+    pub ram_mib: u64,
+    /// The sum of its disks' sizes: what it takes of its node's disk.
+    pub disk_mib: u64,
+    pub state: VmState,
+    /// The NICs' addresses, primary first.
+    pub ips: Vec<String>,
+    pub nics: Vec<Nic>,
+    /// Boot disk first.
+    pub disks: Vec<Disk>,
+    /// JSON objects.
+    pub tags: String,
+    pub metadata: String,
+    pub deletion_protection: bool,
+    pub created: u64,
+    pub updated: u64,
+    /// The plugin that created it.
+    pub creator: String,
+}
+
+/// What `create_vm` needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmSpec {
+    pub name: String,
+    pub owner: String,
+    /// The image's id.
+    pub image: String,
+    pub cpus: u32,
+    pub ram_mib: u64,
+    /// The boot disk; at least the image's size.
+    pub disk_mib: u64,
+    /// Network ids or names, one NIC each, the first primary. Empty: one NIC on
+    /// the first public network.
+    pub networks: Vec<String>,
+    /// JSON objects; empty means `{}`.
+    pub tags: String,
+    pub metadata: String,
+    pub deletion_protection: bool,
+}
+
+/// Which VMs `list_vms` returns; every field set narrows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmFilter {
+    pub owner: Option<String>,
+    /// `None` lists every state but `deleted`.
+    pub state: Option<VmState>,
+    pub name: Option<String>,
+    /// Image id.
+    pub image: Option<String>,
+    /// Node id.
+    pub node: Option<String>,
+    /// `key=value`: the tag `key` whose value, as text, is `value`
+    /// (`true`, `42` and `"42"` all match `42` or `true` as written).
+    pub tag: Option<String>,
+    pub offset: u64,
+    /// `None` returns every match past `offset`.
+    pub limit: Option<u64>,
+}
+
+/// A page of VMs in creation order and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPage {
+    pub vms: Vec<Vm>,
+    pub total: u64,
+}
+
+/// One audited operation on a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub action: String,
+    pub caller: String,
+    /// When it finished, or while `pending` when it was asked for (ms since the epoch).
+    pub time: u64,
+    pub success: bool,
+    /// Its job has not finished yet (`success` is then false). Not in the WIT record.
+    pub pending: bool,
+    /// JSON parameters of the action; a failed job's reason is under `error`.
+    pub parameters: String,
+}
+
+/// What a hypervisor must provide. Arguments arrive validated (sizes in range,
+/// JSON normalised, names checked); ids and names of existing things do not.
+pub trait HypervisorBackend: Send + Sync {
+    fn transition_delay(&self) -> Duration;
+    fn list_nodes(&self) -> Result<Vec<Node>, HvError>;
+    fn list_images(&self) -> Result<Vec<Image>, HvError>;
+    fn get_image(&self, id: &str) -> Result<Option<Image>, HvError>;
+    fn import_image(&self, image: &NewImage) -> Result<Image, HvError>;
+    fn list_networks(&self) -> Result<Vec<Network>, HvError>;
+    fn list_vms(&self, filter: &VmFilter) -> Result<VmPage, HvError>;
+    fn get_vm(&self, id: &str) -> Result<Option<Vm>, HvError>;
+    fn create_vm(
+        &self,
+        spec: &VmSpec,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError>;
+    fn act(&self, id: &str, action: VmAction, caller: &str) -> Result<Transition, HvError>;
+    fn resize(&self, id: &str, size: Size, caller: &str) -> Result<Transition, HvError>;
+    fn rename(&self, id: &str, name: &str, caller: &str) -> Result<Vm, HvError>;
+    fn set_deletion_protection(&self, id: &str, on: bool, caller: &str) -> Result<Vm, HvError>;
+    fn add_disk(&self, id: &str, size_mib: u64, caller: &str) -> Result<Disk, HvError>;
+    fn remove_disk(&self, id: &str, disk: &str, caller: &str) -> Result<(), HvError>;
+    fn snapshot_create(&self, id: &str, name: &str, caller: &str) -> Result<Snapshot, HvError>;
+    fn snapshot_rollback(&self, id: &str, name: &str, caller: &str) -> Result<Transition, HvError>;
+    fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError>;
+    fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>, HvError>;
+    fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError>;
+    fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError>;
+    fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError>;
+    fn complete(&self, transition: &str) -> Result<Vm, HvError>;
+    fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError>;
+}
+
+/// The resources a VM asks of its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub cpus: u32,
+    pub ram_mib: u64,
+    pub disk_mib: u64,
+}
+
+/// The site's compute inventory. Cheap to clone; clones share one backend.
+#[derive(Clone)]
+pub struct Hypervisor {
+    backend: Arc<dyn HypervisorBackend>,
+}
+
+impl fmt::Debug for Hypervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hypervisor").finish_non_exhaustive()
+    }
+}
+
+impl Hypervisor {
+    /// The backend the settings name, over the site database; the `sim` backend
+    /// creates its tables and upserts its seeds.
+    pub fn open(db: Database, settings: &HypervisorSettings) -> Result<Self, HvError> {
+        settings.check()?;
+        let backend = SimBackend::open(db, &settings.sim)?;
+        Ok(Hypervisor::with_backend(Arc::new(backend)))
+    }
+
+    pub fn with_backend(backend: Arc<dyn HypervisorBackend>) -> Self {
+        Hypervisor { backend }
+    }
+
+    /// How long the job worker should wait before calling `complete`.
+    pub fn transition_delay(&self) -> Duration {
+        self.backend.transition_delay()
+    }
+
+    pub fn list_nodes(&self) -> Result<Vec<Node>, HvError> {
+        self.backend.list_nodes()
+    }
+
+    pub fn list_images(&self) -> Result<Vec<Image>, HvError> {
+        self.backend.list_images()
+    }
+
+    pub fn get_image(&self, id: &str) -> Result<Option<Image>, HvError> {
+        self.backend.get_image(id)
+    }
+
+    /// Adds an `active` image; `Conflict` if its name and version exist.
+    pub fn import_image(&self, image: &NewImage) -> Result<Image, HvError> {
+        for (field, value) in [
+            ("version", &image.version),
+            ("os", &image.os),
+            ("image type", &image.image_type),
+        ] {
+            check_text(field, value, MAX_NAME_CHARS)?;
+        }
+        check_text("image name", &image.name, MAX_NAME_CHARS)?;
+        check_mib("image size", image.size_mib)?;
+        if let Some(owner) = &image.owner {
+            check_principal("owner", owner)?;
+        }
+        let image = NewImage {
+            extra: json_object("extra", &image.extra)?,
+            ..image.clone()
+        };
+        self.backend.import_image(&image)
+    }
+
+    pub fn list_networks(&self) -> Result<Vec<Network>, HvError> {
+        self.backend.list_networks()
+    }
+
+    pub fn list_vms(&self, filter: &VmFilter) -> Result<VmPage, HvError> {
+        if let Some(tag) = &filter.tag {
+            split_tag(tag)?;
+        }
+        self.backend.list_vms(filter)
+    }
+
+    /// A VM in any state, `deleted` included.
+    pub fn get_vm(&self, id: &str) -> Result<Option<Vm>, HvError> {
+        self.backend.get_vm(id)
+    }
+
+    /// Places the VM, allocates its addresses and leaves it `provisioning`.
+    /// `caller` is who asked (audited), `plugin` the creator.
+    pub fn create_vm(
+        &self,
+        spec: &VmSpec,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError> {
+        let spec = checked_spec(spec)?;
+        check_principal("caller", caller)?;
+        check_principal("plugin", plugin)?;
+        self.backend.create_vm(&spec, caller, plugin)
+    }
+
+    /// Starts, stops, reboots or deletes a VM per [`VmAction::rule`].
+    pub fn act(&self, id: &str, action: VmAction, caller: &str) -> Result<Transition, HvError> {
+        check_principal("caller", caller)?;
+        self.backend.act(id, action, caller)
+    }
+
+    /// A stopped VM's new size, checked against its node; its disk cannot shrink.
+    pub fn resize(
+        &self,
+        id: &str,
+        cpus: u32,
+        ram_mib: u64,
+        disk_mib: u64,
+        caller: &str,
+    ) -> Result<Transition, HvError> {
+        let size = Size {
+            cpus,
+            ram_mib,
+            disk_mib,
+        };
+        check_size(size)?;
+        check_principal("caller", caller)?;
+        self.backend.resize(id, size, caller)
+    }
+
+    /// `Conflict` if the owner has another VM, not deleted, of that name.
+    pub fn rename(&self, id: &str, name: &str, caller: &str) -> Result<Vm, HvError> {
+        check_text("vm name", name, MAX_NAME_CHARS)?;
+        check_principal("caller", caller)?;
+        self.backend.rename(id, name, caller)
+    }
+
+    /// CloudAPI's Enable/DisableMachineDeletionProtection; not in the WIT yet.
+    pub fn set_deletion_protection(&self, id: &str, on: bool, caller: &str) -> Result<Vm, HvError> {
+        check_principal("caller", caller)?;
+        self.backend.set_deletion_protection(id, on, caller)
+    }
+
+    pub fn add_disk(&self, id: &str, size_mib: u64, caller: &str) -> Result<Disk, HvError> {
+        check_mib("disk size", size_mib)?;
+        check_principal("caller", caller)?;
+        self.backend.add_disk(id, size_mib, caller)
+    }
+
+    /// Any disk but the boot disk.
+    pub fn remove_disk(&self, id: &str, disk: &str, caller: &str) -> Result<(), HvError> {
+        check_principal("caller", caller)?;
+        self.backend.remove_disk(id, disk, caller)
+    }
+
+    pub fn snapshot_create(&self, id: &str, name: &str, caller: &str) -> Result<Snapshot, HvError> {
+        check_text("snapshot name", name, MAX_NAME_CHARS)?;
+        check_principal("caller", caller)?;
+        self.backend.snapshot_create(id, name, caller)
+    }
+
+    /// Only a stopped VM rolls back.
+    pub fn snapshot_rollback(
+        &self,
+        id: &str,
+        name: &str,
+        caller: &str,
+    ) -> Result<Transition, HvError> {
+        check_principal("caller", caller)?;
+        self.backend.snapshot_rollback(id, name, caller)
+    }
+
+    pub fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError> {
+        check_principal("caller", caller)?;
+        self.backend.snapshot_delete(id, name, caller)
+    }
+
+    pub fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>, HvError> {
+        self.backend.list_snapshots(id)
+    }
+
+    /// A NIC on a network (id or name) the VM's owner may use, with the lowest free address.
+    pub fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError> {
+        check_principal("caller", caller)?;
+        self.backend.add_nic(id, network, caller)
+    }
+
+    /// Any NIC but the primary one; its address is free again at once.
+    pub fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError> {
+        check_principal("caller", caller)?;
+        self.backend.remove_nic(id, mac, caller)
+    }
+
+    /// The VM's audit trail, newest first.
+    pub fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError> {
+        self.backend.audit(id)
+    }
+
+    /// Finishes a transition: the VM reaches its target state and the audit entry
+    /// succeeds. Completing a completed transition again returns the VM unchanged.
+    pub fn complete(&self, transition: &str) -> Result<Vm, HvError> {
+        self.backend.complete(transition)
+    }
+
+    /// Fails a transition: the VM becomes `failed` and the audit entry records the
+    /// reason. Failing a failed transition again returns the VM unchanged.
+    pub fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError> {
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        self.backend.fail(transition, &reason)
+    }
+}
+
+/// The spec with its JSON normalised, or why it is refused.
+fn checked_spec(spec: &VmSpec) -> Result<VmSpec, HvError> {
+    check_text("vm name", &spec.name, MAX_NAME_CHARS)?;
+    check_principal("owner", &spec.owner)?;
+    check_size(Size {
+        cpus: spec.cpus,
+        ram_mib: spec.ram_mib,
+        disk_mib: spec.disk_mib,
+    })?;
+    if spec.networks.len() > MAX_DEVICES {
+        return Err(HvError::Invalid(format!(
+            "a vm has at most {MAX_DEVICES} networks"
+        )));
+    }
+    Ok(VmSpec {
+        tags: json_object("tags", &spec.tags)?,
+        metadata: json_object("metadata", &spec.metadata)?,
+        ..spec.clone()
+    })
+}
+
+fn check_size(size: Size) -> Result<(), HvError> {
+    if size.cpus == 0 || size.cpus > MAX_CPUS {
+        return Err(HvError::Invalid(format!(
+            "cpus must be between 1 and {MAX_CPUS}"
+        )));
+    }
+    check_mib("ram", size.ram_mib)?;
+    check_mib("disk", size.disk_mib)
+}
+
+fn check_mib(what: &str, mib: u64) -> Result<(), HvError> {
+    if mib == 0 || mib > MAX_MIB {
+        return Err(HvError::Invalid(format!(
+            "{what} must be between 1 and {MAX_MIB} MiB"
+        )));
+    }
+    Ok(())
+}
+
+/// A name: 1 to `max` characters, no control characters, not blank.
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), HvError> {
+    if text.trim().is_empty() || text.chars().count() > max {
+        return Err(HvError::Invalid(format!(
+            "{what} must have 1 to {max} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(HvError::Invalid(format!("{what} has a control character")));
+    }
+    Ok(())
+}
+
+fn check_principal(what: &str, text: &str) -> Result<(), HvError> {
+    check_text(what, text, MAX_PRINCIPAL_BYTES)?;
+    if text.len() > MAX_PRINCIPAL_BYTES {
+        return Err(HvError::Invalid(format!(
+            "{what} is longer than {MAX_PRINCIPAL_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// `text` as a compact JSON object; empty text is `{}`.
+fn json_object(what: &str, text: &str) -> Result<String, HvError> {
+    if text.trim().is_empty() {
+        return Ok("{}".into());
+    }
+    if text.len() > MAX_JSON_BYTES {
+        return Err(HvError::Invalid(format!(
+            "{what} is longer than {MAX_JSON_BYTES} bytes"
+        )));
+    }
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|error| HvError::Invalid(format!("{what} is not a JSON object: {error}")))?;
+    serde_json::to_string(&object).map_err(|error| HvError::Backend(error.to_string()))
+}
+
+/// A tag filter's key and value.
+pub fn split_tag(tag: &str) -> Result<(&str, &str), HvError> {
+    match tag.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key, value)),
+        _ => Err(HvError::Invalid(format!(
+            "tag filter {tag:?} is not key=value"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_operations_read_back_from_their_names() -> Result<(), HvError> {
+        for state in VmState::ALL {
+            assert_eq!(state.as_str().parse::<VmState>()?, state);
+        }
+        for op in Operation::ALL {
+            assert_eq!(op.as_str().parse::<Operation>()?, op);
+        }
+        assert!(matches!(
+            "deleting".parse::<VmState>(),
+            Err(HvError::Invalid(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn every_rule_passes_through_a_transitional_state_or_stays_settled() {
+        for action in [
+            VmAction::Start,
+            VmAction::Stop,
+            VmAction::Reboot,
+            VmAction::Delete,
+        ] {
+            let rule = action.rule();
+            assert!(rule.via.is_transitional(), "{action:?}");
+            assert!(rule.from.iter().all(|state| !state.is_transitional()));
+            assert!(!rule.to.is_transitional());
+        }
+        assert!(!STOPPED_JOB.via.is_transitional());
+        assert!(CREATE.via.is_transitional());
+    }
+
+    #[test]
+    fn json_fields_are_normalised_objects() -> Result<(), HvError> {
+        assert_eq!(json_object("tags", "")?, "{}");
+        assert_eq!(
+            json_object("tags", r#" { "b": 1, "a": "x" } "#)?,
+            r#"{"a":"x","b":1}"#
+        );
+        for bad in ["[]", "1", "{", "\"s\"", "null"] {
+            assert!(
+                matches!(json_object("tags", bad), Err(HvError::Invalid(_))),
+                "{bad}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn names_must_be_printable_and_bounded() {
+        let long = "n".repeat(MAX_NAME_CHARS + 1);
+        for bad in ["", "  ", "a\nb", "tab\there", long.as_str()] {
+            assert!(matches!(
+                check_text("n", bad, MAX_NAME_CHARS),
+                Err(HvError::Invalid(_))
+            ));
+        }
+        assert_eq!(check_text("n", "web-1 (é)", MAX_NAME_CHARS), Ok(()));
+    }
+
+    #[test]
+    fn tag_filters_need_a_key_and_an_equals_sign() -> Result<(), HvError> {
+        assert_eq!(split_tag("role=db")?, ("role", "db"));
+        assert_eq!(split_tag("empty=")?, ("empty", ""));
+        assert_eq!(split_tag("a=b=c")?, ("a", "b=c"));
+        for bad in ["role", "=db", ""] {
+            assert!(matches!(split_tag(bad), Err(HvError::Invalid(_))), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn sizes_must_be_in_range() {
+        let ok = Size {
+            cpus: 1,
+            ram_mib: 1,
+            disk_mib: 1,
+        };
+        assert_eq!(check_size(ok), Ok(()));
+        for bad in [
+            Size { cpus: 0, ..ok },
+            Size {
+                cpus: MAX_CPUS + 1,
+                ..ok
+            },
+            Size { ram_mib: 0, ..ok },
+            Size {
+                disk_mib: MAX_MIB + 1,
+                ..ok
+            },
+        ] {
+            assert!(
+                matches!(check_size(bad), Err(HvError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
