@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, json, test_site};
+use crate::harness::{Server, cli_ok, client, json, test_site};
 
 fn submit(server: &Server, body: Value) -> reqwest::blocking::Response {
     client()
@@ -50,6 +50,26 @@ fn a_multi_step_job_reports_progress_log_and_result() {
         job["log"],
         json!(["step 1 of 4", "step 2 of 4", "step 3 of 4", "step 4 of 4"])
     );
+
+    // The operator sees the same job from the command line.
+    let dir = server.data_dir();
+    let shown = cli_ok(
+        &dir,
+        &["job", "show", &id, "--plugin", "hello", "--json"],
+        "",
+    );
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        (shown["state"].as_str(), shown["plugin"].as_str()),
+        (Some("succeeded"), Some("hello"))
+    );
+    assert_eq!(shown["log"].as_array().unwrap().len(), 4);
+    let listed = cli_ok(
+        &dir,
+        &["job", "list", "--plugin", "hello", "--state", "succeeded"],
+        "",
+    );
+    assert!(listed.contains(&id) && listed.contains("count"), "{listed}");
 }
 
 #[test]

@@ -48,6 +48,13 @@ pub enum IdentityCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Background jobs of the site's plugins.
+    Job {
+        #[command(subcommand)]
+        command: super::jobs::JobCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// The audit trail of identity changes and failed authentications.
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -69,12 +76,21 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self) -> anyhow::Result<Auth> {
+    /// The site and its database (created if needed).
+    pub(super) fn open_db(&self) -> anyhow::Result<(crate::config::SiteConfig, Database)> {
         let site = self.site.load()?;
-        let dir = self.data_dir.clone().unwrap_or(site.data_dir);
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| site.data_dir.clone());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let db = Database::open(&dir.join("tessera.db"))?;
+        Ok((site, db))
+    }
+
+    fn open(&self) -> anyhow::Result<Auth> {
+        let (site, db) = self.open_db()?;
         let auth = Auth::new(db, site.auth, Arc::new(SystemClock))?;
         Ok(auth.with_origin("cli", "local"))
     }
@@ -241,6 +257,7 @@ pub fn run(command: IdentityCommand) -> anyhow::Result<()> {
         IdentityCommand::Token { command, store } => token(command, &store.open()?),
         IdentityCommand::Realm { command, store } => realm(command, &store.open()?),
         IdentityCommand::Audit { limit, json, store } => audit(&store.open()?, limit, json),
+        IdentityCommand::Job { command, store } => super::jobs::run(command, &store),
     }
 }
 
@@ -487,7 +504,7 @@ fn token_json(t: &TokenInfo) -> Value {
     })
 }
 
-fn print_list<T>(
+pub(super) fn print_list<T>(
     json: bool,
     items: &[T],
     to_json: impl Fn(&T) -> Value,
@@ -502,7 +519,7 @@ fn print_list<T>(
     }
 }
 
-fn print_one(json: bool, value: &Value) {
+pub(super) fn print_one(json: bool, value: &Value) {
     if json {
         println!(
             "{}",

@@ -2,6 +2,7 @@
 //! the operator's identity commands (`user`, `key`, `token`, `realm`, `audit`).
 
 mod identity;
+mod jobs;
 
 use std::path::PathBuf;
 use std::sync::Arc;
