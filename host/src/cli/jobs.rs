@@ -58,7 +58,7 @@ pub fn run(command: JobCommand, store: &StoreArgs) -> anyhow::Result<()> {
             for name in plugin.map(|p| vec![p]).unwrap_or(plugins) {
                 jobs.extend(queue.list(&name, &filter)?);
             }
-            jobs.sort_by(|a, b| b.created.cmp(&a.created));
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.created));
             print_list(
                 json,
                 &jobs,

@@ -12,6 +12,8 @@
 //! [`Hypervisor::fail`]. While a transition is pending no other operation may start on
 //! that VM. Changes with no job (rename, disks, NICs, snapshot create/delete) apply
 //! at once and are audited as succeeded.
+//!
+//! Calls block on the site database; async callers run them on a blocking thread.
 
 use std::fmt;
 use std::str::FromStr;
@@ -542,13 +544,13 @@ impl Hypervisor {
     /// Adds an `active` image; `Conflict` if its name and version exist.
     pub fn import_image(&self, image: &NewImage) -> Result<Image, HvError> {
         for (field, value) in [
+            ("image name", &image.name),
             ("version", &image.version),
             ("os", &image.os),
             ("image type", &image.image_type),
         ] {
             check_text(field, value, MAX_NAME_CHARS)?;
         }
-        check_text("image name", &image.name, MAX_NAME_CHARS)?;
         check_mib("image size", image.size_mib)?;
         if let Some(owner) = &image.owner {
             check_principal("owner", owner)?;
@@ -751,13 +753,12 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<(), HvError> {
 }
 
 fn check_principal(what: &str, text: &str) -> Result<(), HvError> {
-    check_text(what, text, MAX_PRINCIPAL_BYTES)?;
     if text.len() > MAX_PRINCIPAL_BYTES {
         return Err(HvError::Invalid(format!(
             "{what} is longer than {MAX_PRINCIPAL_BYTES} bytes"
         )));
     }
-    Ok(())
+    check_text(what, text, MAX_PRINCIPAL_BYTES)
 }
 
 /// `text` as a compact JSON object; empty text is `{}`.

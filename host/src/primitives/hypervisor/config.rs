@@ -141,7 +141,8 @@ impl SimSettings {
         Duration::from_millis(self.transition_delay_ms)
     }
 
-    fn check(&self) -> Result<(), HvError> {
+    /// Refuses seeds that repeat a name or have empty or zero fields, or a bad subnet.
+    pub fn check(&self) -> Result<(), HvError> {
         unique("nodes", self.nodes.iter().map(|n| n.name.clone()))?;
         unique(
             "images",

@@ -130,6 +130,7 @@ pub struct SimBackend {
 impl SimBackend {
     /// Creates the `hv_` tables if needed and upserts the seeds.
     pub fn open(db: Database, settings: &SimSettings) -> Result<SimBackend, HvError> {
+        settings.check()?;
         db.with_write_tx(|tx| {
             tx.execute_batch(SCHEMA)?;
             seed(tx, settings)
@@ -186,8 +187,9 @@ impl SimBackend {
         })
     }
 
-    /// Ends a pending transition with `state` and `success`; a transition already
-    /// ended the same way returns the VM as it is, one ended the other way conflicts.
+    /// Ends a pending transition as `success` says, in the state `end` returns after
+    /// doing its part. One already ended the same way returns the VM as it is; one
+    /// ended the other way conflicts.
     fn finish(
         &self,
         transition: &str,
