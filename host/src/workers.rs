@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::primitives::jobs::{Claimed, JobQueue, Jobs, Outcome};
+use crate::primitives::hypervisor::Compute;
+use crate::primitives::jobs::{Claimed, JobQueue, KERNEL_JOBS, Outcome};
 use crate::runtime::{CallError, Job, JobOutcome};
 use crate::server::Kernel;
 
@@ -15,7 +16,8 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Recover jobs a dead kernel left running, then start the workers and the
 /// upkeep task on the current tokio runtime.
-pub fn start(kernel: Arc<Kernel>, jobs: Jobs) {
+pub fn start(kernel: Arc<Kernel>, compute: Compute) {
+    let jobs = &compute.jobs;
     match jobs.queue.recover_after_restart() {
         Ok((resumed, failed)) if resumed + failed > 0 => {
             tracing::info!(
@@ -30,14 +32,22 @@ pub fn start(kernel: Arc<Kernel>, jobs: Jobs) {
     let workers = jobs.queue.settings().workers;
     for n in 0..workers {
         let worker_id = format!("{}-{n}", std::process::id());
-        tokio::spawn(work(kernel.clone(), jobs.clone(), worker_id));
+        tokio::spawn(work(kernel.clone(), compute.clone(), worker_id));
     }
-    tokio::spawn(upkeep(jobs.queue));
+    tokio::spawn(upkeep(jobs.queue.clone()));
 }
 
-async fn work(kernel: Arc<Kernel>, jobs: Jobs, worker_id: String) {
+async fn work(kernel: Arc<Kernel>, compute: Compute, worker_id: String) {
+    let jobs = &compute.jobs;
     loop {
         match jobs.queue.claim(&worker_id) {
+            Ok(Some(job)) if job.plugin == KERNEL_JOBS => {
+                let outcome = match compute.run_kernel_job(&job.payload) {
+                    Ok(result) => Outcome::Done(result),
+                    Err((code, message)) => Outcome::Failed { code, message },
+                };
+                settle(&jobs.queue, &worker_id, &job, outcome);
+            }
             Ok(Some(job)) => run_step(&kernel, &jobs.queue, &worker_id, job).await,
             Ok(None) => {
                 let due = jobs.queue.next_due_in_ms().ok().flatten();
@@ -85,6 +95,10 @@ async fn run_step(kernel: &Kernel, queue: &JobQueue, worker_id: &str, job: Claim
             }
         }
     };
+    settle(queue, worker_id, &job, outcome);
+}
+
+fn settle(queue: &JobQueue, worker_id: &str, job: &Claimed, outcome: Outcome) {
     if let Outcome::Failed { code, message } = &outcome {
         tracing::warn!(job = %job.id, plugin = %job.plugin, kind = %job.kind, code, message, "job step failed");
     }

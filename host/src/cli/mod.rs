@@ -139,7 +139,7 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .build()?;
     tokio.block_on(async {
         tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
-        crate::workers::start(kernel.clone(), primitives.jobs.clone());
+        crate::workers::start(kernel.clone(), primitives.compute.clone());
         server::serve(kernel, site.listen).await
     })
 }

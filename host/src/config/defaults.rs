@@ -91,6 +91,7 @@ pub fn default_site() -> SiteConfig {
         runtime: RuntimeSettings::default(),
         auth: Default::default(),
         jobs: Default::default(),
+        hypervisor: Default::default(),
         plugins,
         origin: "<default site>".into(),
     }

@@ -47,6 +47,9 @@ pub struct SiteConfig {
     /// Job workers, leases and retention.
     #[serde(default)]
     pub jobs: crate::primitives::jobs::JobSettings,
+    /// The compute backend and, for `sim`, its seeded inventory.
+    #[serde(default)]
+    pub hypervisor: crate::primitives::hypervisor::HypervisorSettings,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The file this came from (for messages), or `<default site>`.

@@ -53,6 +53,12 @@ impl SiteConfig {
         let mut seen: HashMap<&str, &str> = HashMap::new();
         for (name, plugin) in self.enabled_plugins() {
             let key = |k: &str| format!("plugins.{name}.{k}");
+            if name == crate::primitives::jobs::KERNEL_JOBS {
+                return Err(self.error(
+                    format!("plugins.{name}"),
+                    "this name is reserved for the kernel",
+                ));
+            }
             if !valid_plugin_name(name) {
                 return Err(self.error(
                     format!("plugins.{name}"),

@@ -25,6 +25,7 @@ pub struct Primitives {
     pub storage: storage::Storage,
     pub auth: auth::Auth,
     pub jobs: jobs::Jobs,
+    pub compute: hypervisor::Compute,
 }
 
 impl Primitives {
@@ -35,10 +36,16 @@ impl Primitives {
             site.jobs.clone(),
             Arc::new(jobs::SystemJobClock),
         )?;
+        let jobs = jobs::Jobs::new(queue);
+        let hypervisor = hypervisor::Hypervisor::open(db.clone(), &site.hypervisor)?;
         Ok(Primitives {
             storage: storage::Storage::new(db.clone()),
             auth,
-            jobs: jobs::Jobs::new(queue),
+            compute: hypervisor::Compute {
+                hypervisor,
+                jobs: jobs.clone(),
+            },
+            jobs,
             db,
         })
     }

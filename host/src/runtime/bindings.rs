@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     imports: { "tessera:kernel/auth.verify-password": async },
 });
 
+pub use self::tessera::kernel::types::Unsupported;
 pub use exports::tessera::kernel::handler::{Request, Response};
-pub use tessera::kernel::types::Unsupported;

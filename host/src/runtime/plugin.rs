@@ -15,6 +15,7 @@ use super::cache::CompileCache;
 use super::state::InstanceState;
 use crate::config::{Grant, Limits, PluginConfig, looks_like_path};
 use crate::primitives::auth::Auth;
+use crate::primitives::hypervisor::Compute;
 use crate::primitives::jobs::Jobs;
 use crate::primitives::{self, Primitives, settings::PluginSettings, storage::PluginStorage};
 
@@ -31,6 +32,8 @@ pub struct PluginContext {
     pub auth: Option<Auth>,
     /// Present only when the mount grants `jobs`.
     pub jobs: Option<Jobs>,
+    /// Present only when the mount grants `hypervisor`.
+    pub compute: Option<Compute>,
 }
 
 /// A plugin ready to serve: a pre-linked component and what it came from.
@@ -101,6 +104,9 @@ pub fn load(
         jobs: grants
             .contains(&Grant::Jobs)
             .then(|| primitives.jobs.clone()),
+        compute: grants
+            .contains(&Grant::Hypervisor)
+            .then(|| primitives.compute.clone()),
         grants,
     });
     let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;

@@ -1,94 +1,259 @@
-//! The `hypervisor` interface; every call answers `unsupported` for now.
+//! The `hypervisor` interface: converts WIT values and calls [`Hypervisor`];
+//! each transition's completion is queued as a kernel job whose id is returned.
 
-use crate::primitives::unsupported;
-use crate::runtime::bindings::tessera::kernel::hypervisor::{
-    AuditEntry, Disk, Host, HvError, Image, Network, Nic, Node, Snapshot, Vm, VmAction, VmFilter,
-    VmPage, VmSpec,
+use super::{
+    AuditEntry, Compute, Disk, HvError, Image, Network, Nic, Node, Snapshot, Vm, VmAction,
+    VmFilter, VmPage, VmSpec, VmState,
 };
+use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
 
-fn not_yet<T>() -> Result<T, HvError> {
-    Err(HvError::Unsupported(unsupported("hypervisor")))
+type WitResult<T> = Result<T, wit::HvError>;
+
+impl InstanceState {
+    fn compute(&self) -> WitResult<&Compute> {
+        self.plugin
+            .compute
+            .as_ref()
+            .ok_or_else(|| wit::HvError::Unsupported(crate::primitives::unsupported("hypervisor")))
+    }
 }
 
-impl Host for InstanceState {
-    fn list_nodes(&mut self) -> Result<Vec<Node>, HvError> {
-        not_yet()
+fn list<T, U: From<T>>(items: Vec<T>) -> Vec<U> {
+    items.into_iter().map(Into::into).collect()
+}
+
+impl wit::Host for InstanceState {
+    fn list_nodes(&mut self) -> WitResult<Vec<wit::Node>> {
+        Ok(list(self.compute()?.hypervisor.list_nodes()?))
     }
-    fn list_images(&mut self) -> Result<Vec<Image>, HvError> {
-        not_yet()
+    fn list_images(&mut self) -> WitResult<Vec<wit::Image>> {
+        Ok(list(self.compute()?.hypervisor.list_images()?))
     }
-    fn get_image(&mut self, _id: String) -> Result<Option<Image>, HvError> {
-        not_yet()
+    fn get_image(&mut self, id: String) -> WitResult<Option<wit::Image>> {
+        Ok(self.compute()?.hypervisor.get_image(&id)?.map(Into::into))
     }
-    fn list_networks(&mut self) -> Result<Vec<Network>, HvError> {
-        not_yet()
+    fn list_networks(&mut self) -> WitResult<Vec<wit::Network>> {
+        Ok(list(self.compute()?.hypervisor.list_networks()?))
     }
-    fn list_vms(&mut self, _filter: VmFilter) -> Result<VmPage, HvError> {
-        not_yet()
+    fn list_vms(&mut self, filter: wit::VmFilter) -> WitResult<wit::VmPage> {
+        Ok(self.compute()?.hypervisor.list_vms(&filter.into())?.into())
     }
-    fn get_vm(&mut self, _id: String) -> Result<Option<Vm>, HvError> {
-        not_yet()
+    fn get_vm(&mut self, id: String) -> WitResult<Option<wit::Vm>> {
+        Ok(self.compute()?.hypervisor.get_vm(&id)?.map(Into::into))
     }
-    fn create_vm(&mut self, _spec: VmSpec, _caller: String) -> Result<(Vm, String), HvError> {
-        not_yet()
+    fn create_vm(&mut self, spec: wit::VmSpec, caller: String) -> WitResult<(wit::Vm, String)> {
+        let compute = self.compute()?;
+        let (vm, transition) =
+            compute
+                .hypervisor
+                .create_vm(&spec.into(), &caller, &self.plugin.name)?;
+        Ok((vm.into(), compute.schedule(&transition)?))
     }
-    fn act(&mut self, _id: String, _action: VmAction, _caller: String) -> Result<String, HvError> {
-        not_yet()
+    fn act(&mut self, id: String, action: wit::VmAction, caller: String) -> WitResult<String> {
+        let compute = self.compute()?;
+        let transition = compute.hypervisor.act(&id, action.into(), &caller)?;
+        Ok(compute.schedule(&transition)?)
     }
     fn resize(
         &mut self,
-        _id: String,
-        _cpus: u32,
-        _ram_mib: u64,
-        _disk_mib: u64,
-        _caller: String,
-    ) -> Result<String, HvError> {
-        not_yet()
+        id: String,
+        cpus: u32,
+        ram_mib: u64,
+        disk_mib: u64,
+        caller: String,
+    ) -> WitResult<String> {
+        let compute = self.compute()?;
+        let transition = compute
+            .hypervisor
+            .resize(&id, cpus, ram_mib, disk_mib, &caller)?;
+        Ok(compute.schedule(&transition)?)
     }
-    fn rename(&mut self, _id: String, _name: String, _caller: String) -> Result<Vm, HvError> {
-        not_yet()
+    fn rename(&mut self, id: String, name: String, caller: String) -> WitResult<wit::Vm> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .rename(&id, &name, &caller)?
+            .into())
     }
-    fn add_disk(&mut self, _id: String, _size_mib: u64, _caller: String) -> Result<Disk, HvError> {
-        not_yet()
+    fn add_disk(&mut self, id: String, size_mib: u64, caller: String) -> WitResult<wit::Disk> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .add_disk(&id, size_mib, &caller)?
+            .into())
     }
-    fn remove_disk(&mut self, _id: String, _disk: String, _caller: String) -> Result<(), HvError> {
-        not_yet()
+    fn remove_disk(&mut self, id: String, disk: String, caller: String) -> WitResult<()> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .remove_disk(&id, &disk, &caller)?)
     }
     fn snapshot_create(
         &mut self,
-        _id: String,
-        _name: String,
-        _caller: String,
-    ) -> Result<Snapshot, HvError> {
-        not_yet()
+        id: String,
+        name: String,
+        caller: String,
+    ) -> WitResult<wit::Snapshot> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .snapshot_create(&id, &name, &caller)?
+            .into())
     }
-    fn snapshot_rollback(
-        &mut self,
-        _id: String,
-        _name: String,
-        _caller: String,
-    ) -> Result<String, HvError> {
-        not_yet()
+    fn snapshot_rollback(&mut self, id: String, name: String, caller: String) -> WitResult<String> {
+        let compute = self.compute()?;
+        let transition = compute.hypervisor.snapshot_rollback(&id, &name, &caller)?;
+        Ok(compute.schedule(&transition)?)
     }
-    fn snapshot_delete(
-        &mut self,
-        _id: String,
-        _name: String,
-        _caller: String,
-    ) -> Result<(), HvError> {
-        not_yet()
+    fn snapshot_delete(&mut self, id: String, name: String, caller: String) -> WitResult<()> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .snapshot_delete(&id, &name, &caller)?)
     }
-    fn list_snapshots(&mut self, _id: String) -> Result<Vec<Snapshot>, HvError> {
-        not_yet()
+    fn list_snapshots(&mut self, id: String) -> WitResult<Vec<wit::Snapshot>> {
+        Ok(list(self.compute()?.hypervisor.list_snapshots(&id)?))
     }
-    fn add_nic(&mut self, _id: String, _network: String, _caller: String) -> Result<Nic, HvError> {
-        not_yet()
+    fn add_nic(&mut self, id: String, network: String, caller: String) -> WitResult<wit::Nic> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .add_nic(&id, &network, &caller)?
+            .into())
     }
-    fn remove_nic(&mut self, _id: String, _mac: String, _caller: String) -> Result<(), HvError> {
-        not_yet()
+    fn remove_nic(&mut self, id: String, mac: String, caller: String) -> WitResult<()> {
+        Ok(self.compute()?.hypervisor.remove_nic(&id, &mac, &caller)?)
     }
-    fn audit(&mut self, _id: String) -> Result<Vec<AuditEntry>, HvError> {
-        not_yet()
+    fn audit(&mut self, id: String) -> WitResult<Vec<wit::AuditEntry>> {
+        Ok(list(self.compute()?.hypervisor.audit(&id)?))
     }
 }
+
+impl From<HvError> for wit::HvError {
+    fn from(e: HvError) -> Self {
+        match e {
+            HvError::NotFound(m) => wit::HvError::NotFound(m),
+            HvError::IllegalTransition(s) => wit::HvError::IllegalTransition(s),
+            HvError::Capacity(m) => wit::HvError::Capacity(m),
+            HvError::Protected => wit::HvError::Protected,
+            HvError::Invalid(m) => wit::HvError::Invalid(m),
+            HvError::Conflict(m) => wit::HvError::Conflict(m),
+            HvError::Backend(detail) => {
+                tracing::error!(error = %detail, "hypervisor backend failure");
+                wit::HvError::Backend("the hypervisor backend failed; see the kernel log".into())
+            }
+        }
+    }
+}
+
+/// `From` between a kernel type and its WIT twin whose fields are the same.
+macro_rules! same_fields {
+    ($from:ty => $to:ty { $($field:ident),* $(,)? }) => {
+        impl From<$from> for $to {
+            fn from(v: $from) -> Self {
+                Self { $($field: v.$field.into()),* }
+            }
+        }
+    };
+}
+
+same_fields!(Node => wit::Node { id, name, cpus, ram_mib, disk_mib, state });
+same_fields!(Image => wit::Image {
+    id, name, version, os, image_type, size_mib, state, owner, public, extra, created
+});
+same_fields!(Network => wit::Network { id, name, vlan, subnet, gateway, public, owner });
+same_fields!(Nic => wit::Nic { mac, network, ip, primary, state });
+same_fields!(Disk => wit::Disk { id, size_mib, boot });
+same_fields!(Snapshot => wit::Snapshot { name, state, created });
+same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters });
+same_fields!(wit::VmSpec => VmSpec {
+    name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection
+});
+
+impl From<Vm> for wit::Vm {
+    fn from(v: Vm) -> Self {
+        wit::Vm {
+            id: v.id,
+            name: v.name,
+            owner: v.owner,
+            node: v.node,
+            image: v.image,
+            cpus: v.cpus,
+            ram_mib: v.ram_mib,
+            disk_mib: v.disk_mib,
+            state: v.state.into(),
+            ips: v.ips,
+            nics: list(v.nics),
+            disks: list(v.disks),
+            tags: v.tags,
+            metadata: v.metadata,
+            deletion_protection: v.deletion_protection,
+            created: v.created,
+            updated: v.updated,
+            creator: v.creator,
+        }
+    }
+}
+
+impl From<VmPage> for wit::VmPage {
+    fn from(p: VmPage) -> Self {
+        wit::VmPage {
+            vms: list(p.vms),
+            total: p.total,
+        }
+    }
+}
+
+impl From<wit::VmFilter> for VmFilter {
+    fn from(f: wit::VmFilter) -> Self {
+        VmFilter {
+            owner: f.owner,
+            state: f.state.map(Into::into),
+            name: f.name,
+            image: f.image,
+            node: f.node,
+            tag: f.tag,
+            offset: f.offset,
+            limit: f.limit,
+        }
+    }
+}
+
+macro_rules! same_variants {
+    ($a:ty, $b:ty { $($variant:ident),* $(,)? }) => {
+        impl From<$a> for $b {
+            fn from(v: $a) -> Self {
+                match v { $(<$a>::$variant => <$b>::$variant),* }
+            }
+        }
+        impl From<$b> for $a {
+            fn from(v: $b) -> Self {
+                match v { $(<$b>::$variant => <$a>::$variant),* }
+            }
+        }
+    };
+}
+
+same_variants!(
+    VmState,
+    wit::VmState {
+        Provisioning,
+        Running,
+        Stopped,
+        Stopping,
+        Starting,
+        Rebooting,
+        Deleted,
+        Failed
+    }
+);
+same_variants!(
+    VmAction,
+    wit::VmAction {
+        Start,
+        Stop,
+        Reboot,
+        Delete
+    }
+);

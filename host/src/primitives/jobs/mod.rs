@@ -11,6 +11,10 @@ use std::sync::Arc;
 
 pub use api::*;
 
+/// The owner of the kernel's own jobs (hypervisor transitions); a reserved
+/// plugin name, so no plugin can see or cancel them.
+pub const KERNEL_JOBS: &str = "tessera-kernel";
+
 /// The queue plus the bell that wakes an idle worker when a job is submitted.
 #[derive(Clone)]
 pub struct Jobs {
