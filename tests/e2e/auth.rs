@@ -226,8 +226,8 @@ fn account_changes_need_the_auth_admin_grant() {
     assert_eq!(refused.status(), 403);
 
     let site = test_site().replace(
-        r#"grants = ["storage", "auth", "jobs"]"#,
-        r#"grants = ["storage", "auth", "jobs", "auth-admin"]"#,
+        r#"grants = ["storage", "auth", "jobs", "hypervisor"]"#,
+        r#"grants = ["storage", "auth", "jobs", "hypervisor", "auth-admin"]"#,
     );
     let with = Server::with_site(&site);
     let created = client()

@@ -24,9 +24,12 @@ body_limit_bytes = 4096
 [plugins.hello]
 source = "hello"
 mounts = ["/hello"]
-grants = ["storage", "auth", "jobs"]
+grants = ["storage", "auth", "jobs", "hypervisor"]
 [plugins.hello.settings]
 greeting = "hi from the site"
+
+[hypervisor.sim]
+transition_delay_ms = 0
 
 [plugins.hostile]
 source = "{HOSTILE_WASM}"

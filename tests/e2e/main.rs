@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod compute;
 mod config_errors;
 mod hostile;
 mod identity_cli;

@@ -18,10 +18,16 @@
 //!   POST   /jobs               {kind: count|spin|fail|trap, steps?, ms?, key?, resume?} -> 202
 //!   GET    /jobs/:id           the job, with its log lines
 //!   DELETE /jobs/:id           cancel it
+//!   POST   /vms                {name, image (name), cpus?, ram_mib?, disk_mib?} -> 202
+//!   GET    /vms/:id            one VM of the site's hypervisor
+//!   POST   /vms/:id/:action    start | stop | reboot | delete -> 202 with the job id
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_sdk::auth::{self, Account, AuthError, TokenFormat, TokenRequest};
+use tessera_sdk::bindings::tessera::kernel::hypervisor::{
+    self as hv, HvError, Vm, VmAction, VmSpec,
+};
 use tessera_sdk::bindings::tessera::kernel::jobs::{
     self, JobError, JobInfo, JobState, JobSubmission, OnRestart,
 };
@@ -49,6 +55,9 @@ fn routes() -> Router<Handler> {
         .add("POST", "/jobs", submit_job)
         .add("GET", "/jobs/:id", get_job)
         .add("DELETE", "/jobs/:id", cancel_job)
+        .add("POST", "/vms", create_vm)
+        .add("GET", "/vms/:id", get_vm)
+        .add("POST", "/vms/:id/:action", act_on_vm)
 }
 
 const NOTES: Collection = Collection::new("notes");
@@ -464,6 +473,104 @@ fn get_job(_: &Request, params: &Params) -> Result<Response, ApiError> {
 fn cancel_job(_: &Request, params: &Params) -> Result<Response, ApiError> {
     let job = jobs::cancel(params.get("id").unwrap_or_default())?;
     Ok(Response::json(200, &job_json(&job, Vec::new())))
+}
+
+#[derive(Deserialize)]
+struct NewVm {
+    name: String,
+    image: String,
+    #[serde(default = "one")]
+    cpus: u32,
+    #[serde(default = "ram")]
+    ram_mib: u64,
+    #[serde(default = "disk")]
+    disk_mib: u64,
+}
+fn one() -> u32 {
+    1
+}
+fn ram() -> u64 {
+    512
+}
+fn disk() -> u64 {
+    10_240
+}
+
+/// The demo's VMs all belong to one owner.
+const VM_OWNER: &str = "hello";
+
+fn vm_json(vm: &Vm) -> serde_json::Value {
+    let state = format!("{:?}", vm.state).to_lowercase();
+    let state = state.rsplit(':').next().unwrap_or_default().to_string();
+    json!({ "id": vm.id, "name": vm.name, "state": state, "image": vm.image, "ips": vm.ips,
+            "node": vm.node, "cpus": vm.cpus, "ram_mib": vm.ram_mib })
+}
+
+fn create_vm(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    let body: NewVm = req
+        .json()
+        .map_err(|e| ApiError::new(400, &format!("invalid JSON body: {e}")))?;
+    let image = hv::list_images()?
+        .into_iter()
+        .find(|i| i.name == body.image || i.id == body.image)
+        .ok_or_else(|| ApiError::new(400, "no such image"))?;
+    let spec = VmSpec {
+        name: body.name,
+        owner: VM_OWNER.into(),
+        image: image.id,
+        cpus: body.cpus,
+        ram_mib: body.ram_mib,
+        disk_mib: body.disk_mib,
+        networks: Vec::new(),
+        tags: "{}".into(),
+        metadata: "{}".into(),
+        deletion_protection: false,
+    };
+    let (vm, job) = hv::create_vm(&spec, VM_OWNER)?;
+    let mut body = vm_json(&vm);
+    body["job"] = json!(job);
+    Ok(Response::json(202, &body))
+}
+
+fn get_vm(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let vm = hv::get_vm(params.get("id").unwrap_or_default())?
+        .ok_or_else(|| ApiError::new(404, "no such vm"))?;
+    Ok(Response::json(200, &vm_json(&vm)))
+}
+
+fn act_on_vm(_: &Request, params: &Params) -> Result<Response, ApiError> {
+    let action = match params.get("action") {
+        Some("start") => VmAction::Start,
+        Some("stop") => VmAction::Stop,
+        Some("reboot") => VmAction::Reboot,
+        Some("delete") => VmAction::Delete,
+        _ => {
+            return Err(ApiError::new(
+                400,
+                "action is start, stop, reboot or delete",
+            ));
+        }
+    };
+    let job = hv::act(params.get("id").unwrap_or_default(), action, VM_OWNER)?;
+    Ok(Response::json(202, &json!({ "job": job })))
+}
+
+impl From<HvError> for ApiError {
+    fn from(e: HvError) -> Self {
+        match e {
+            HvError::NotFound(m) => ApiError::new(404, &m),
+            HvError::IllegalTransition(state) => ApiError::new(409, "not allowed in this state")
+                .with_detail(json!({ "state": state })),
+            HvError::Capacity(m) => ApiError::new(503, &m),
+            HvError::Protected => ApiError::new(409, "the vm is protected from deletion"),
+            HvError::Invalid(m) => ApiError::new(400, &m),
+            HvError::Conflict(m) => ApiError::new(409, &m),
+            other => {
+                tessera_sdk::error!("hypervisor failed: {other:?}");
+                ApiError::new(500, "hypervisor failed")
+            }
+        }
+    }
 }
 
 impl From<JobError> for ApiError {

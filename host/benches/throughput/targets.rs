@@ -23,7 +23,7 @@ pub const HELLO_SITE: &str = r#"log = "warn"
 [plugins.hello]
 source = "hello"
 mounts = ["/hello"]
-grants = ["storage", "auth", "jobs"]
+grants = ["storage", "auth", "jobs", "hypervisor"]
 "#;
 
 /// How long a server may take to come up (the first start compiles every plugin).

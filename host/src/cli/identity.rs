@@ -48,6 +48,27 @@ pub enum IdentityCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Compute nodes of the hypervisor backend.
+    Node {
+        #[command(subcommand)]
+        command: super::compute::NodeCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// VM images.
+    Image {
+        #[command(subcommand)]
+        command: super::compute::ImageCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Virtual machines.
+    Vm {
+        #[command(subcommand)]
+        command: super::compute::VmCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Background jobs of the site's plugins.
     Job {
         #[command(subcommand)]
@@ -258,6 +279,9 @@ pub fn run(command: IdentityCommand) -> anyhow::Result<()> {
         IdentityCommand::Realm { command, store } => realm(command, &store.open()?),
         IdentityCommand::Audit { limit, json, store } => audit(&store.open()?, limit, json),
         IdentityCommand::Job { command, store } => super::jobs::run(command, &store),
+        IdentityCommand::Node { command, store } => super::compute::node(command, &store),
+        IdentityCommand::Image { command, store } => super::compute::image(command, &store),
+        IdentityCommand::Vm { command, store } => super::compute::vm(command, &store),
     }
 }
 

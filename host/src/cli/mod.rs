@@ -1,6 +1,7 @@
 //! The `tessera` command line: `serve`, `config check`, `plugins list`, and
 //! the operator's identity commands (`user`, `key`, `token`, `realm`, `audit`).
 
+mod compute;
 mod identity;
 mod jobs;
 
