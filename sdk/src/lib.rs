@@ -18,6 +18,8 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod hypervisor;
+pub mod jobs;
 pub mod log;
 pub mod query;
 pub mod router;

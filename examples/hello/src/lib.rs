@@ -25,12 +25,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_sdk::auth::{self, Account, AuthError, TokenFormat, TokenRequest};
-use tessera_sdk::bindings::tessera::kernel::hypervisor::{
-    self as hv, HvError, Vm, VmAction, VmSpec,
-};
-use tessera_sdk::bindings::tessera::kernel::jobs::{
-    self, JobError, JobInfo, JobState, JobSubmission, OnRestart,
-};
+use tessera_sdk::hypervisor::{self as hv, HvError, Vm, VmAction, VmSpec};
+use tessera_sdk::jobs::{self, JobError, JobInfo, JobState, JobSubmission, OnRestart};
 use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
 use tessera_sdk::{Job, JobOutcome, Params, Plugin, Request, Response, RouteMatch, Router};
 
