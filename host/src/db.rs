@@ -224,6 +224,46 @@ fn remove_database_files(path: &Path) {
     }
 }
 
+/// Statement helpers every store uses (cached prepared statements), generic
+/// over the store's own error type.
+pub mod query {
+    use rusqlite::{Connection, OptionalExtension, Params, Row};
+
+    /// Run a statement; the number of rows changed.
+    pub fn execute<E: From<rusqlite::Error>>(
+        conn: &Connection,
+        sql: &str,
+        params: impl Params,
+    ) -> Result<usize, E> {
+        Ok(conn.prepare_cached(sql)?.execute(params)?)
+    }
+
+    /// The first row, if any.
+    pub fn one<T, E: From<rusqlite::Error>>(
+        conn: &Connection,
+        sql: &str,
+        params: impl Params,
+        read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>, E> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row(params, read)
+            .optional()?)
+    }
+
+    /// Every row.
+    pub fn all<T, E: From<rusqlite::Error>>(
+        conn: &Connection,
+        sql: &str,
+        params: impl Params,
+        read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, E> {
+        let mut statement = conn.prepare_cached(sql)?;
+        let rows = statement.query_map(params, read)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,12 +8,12 @@
 //! what PostgreSQL also has (`ON CONFLICT`, `RETURNING`, expression indexes, foreign
 //! keys that cascade), so a second backend can follow it closely.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::keys::Fingerprint;
 use super::throttle::FailureCount;
 use super::{Account, AuditEntry, AuthError, Realm};
-use crate::db::{Database, DbError};
+use crate::db::{Database, DbError, query};
 
 /// A body run inside one transaction.
 pub(super) type TxBody<'a> = &'a mut dyn FnMut(&dyn Tx) -> Result<(), AuthError>;
@@ -272,7 +272,7 @@ struct SqliteTx<'a>(&'a Connection);
 
 impl SqliteTx<'_> {
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, AuthError> {
-        Ok(self.0.prepare_cached(sql)?.execute(params)?)
+        query::execute(self.0, sql, params)
     }
 
     fn one<T>(
@@ -281,11 +281,7 @@ impl SqliteTx<'_> {
         params: impl rusqlite::Params,
         read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, AuthError> {
-        Ok(self
-            .0
-            .prepare_cached(sql)?
-            .query_row(params, read)
-            .optional()?)
+        query::one(self.0, sql, params, read)
     }
 
     fn all<T>(
@@ -294,9 +290,7 @@ impl SqliteTx<'_> {
         params: impl rusqlite::Params,
         read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, AuthError> {
-        let mut statement = self.0.prepare_cached(sql)?;
-        let rows = statement.query_map(params, read)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        query::all(self.0, sql, params, read)
     }
 }
 

@@ -19,10 +19,10 @@
 //! job (progress, finish, cancel) cannot lose a concurrent change.
 
 use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, Row, params};
 
 use super::api::{JobError, JobFilter, JobInfo, JobState, OnRestart};
-use crate::db::Database;
+use crate::db::{Database, query};
 
 /// A body run inside one transaction.
 pub(super) type TxBody<'a> = &'a mut dyn FnMut(&dyn Tx) -> Result<(), JobError>;
@@ -173,7 +173,7 @@ struct SqliteTx<'a>(&'a Connection);
 
 impl SqliteTx<'_> {
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, JobError> {
-        Ok(self.0.prepare_cached(sql)?.execute(params)?)
+        query::execute(self.0, sql, params)
     }
 
     fn one<T>(
@@ -182,11 +182,7 @@ impl SqliteTx<'_> {
         params: impl rusqlite::Params,
         read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, JobError> {
-        Ok(self
-            .0
-            .prepare_cached(sql)?
-            .query_row(params, read)
-            .optional()?)
+        query::one(self.0, sql, params, read)
     }
 
     fn all<T>(
@@ -195,9 +191,7 @@ impl SqliteTx<'_> {
         params: impl rusqlite::Params,
         read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<T>, JobError> {
-        let mut statement = self.0.prepare_cached(sql)?;
-        let rows = statement.query_map(params, read)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        query::all(self.0, sql, params, read)
     }
 
     /// The live job of `plugin` holding `key`.
