@@ -25,36 +25,38 @@ fn add_alice(server: &Server) {
     assert!(out.starts_with("created alice ("), "{out}");
 }
 
+/// `GET /hello/whoami` with Basic credentials.
+fn whoami(server: &Server, user: &str, password: &str) -> reqwest::blocking::Response {
+    client()
+        .get(server.url("/hello/whoami"))
+        .basic_auth(user, Some(password))
+        .send()
+        .unwrap()
+}
+
+/// `POST /hello/tokens` with Basic credentials: a session token.
+fn login_token(server: &Server, user: &str, password: &str) -> reqwest::blocking::Response {
+    client()
+        .post(server.url("/hello/tokens"))
+        .basic_auth(user, Some(password))
+        .send()
+        .unwrap()
+}
+
 #[test]
 fn basic_credentials_are_checked_by_the_kernel() {
     let server = Server::with_site(&test_site());
     add_alice(&server);
     let http = client();
-    let ok = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let ok = whoami(&server, "alice", PASSWORD);
     assert_eq!(ok.status(), 200);
     assert_eq!(json(ok)["login"], "alice");
     // By email too.
-    let by_email = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice@example.com", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let by_email = whoami(&server, "alice@example.com", PASSWORD);
     assert_eq!(by_email.status(), 200);
-    let wrong = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some("nope"))
-        .send()
-        .unwrap();
+    let wrong = whoami(&server, "alice", "nope");
     assert_eq!(wrong.status(), 401);
-    let unknown = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("bob", Some("x"))
-        .send()
-        .unwrap();
+    let unknown = whoami(&server, "bob", "x");
     assert_eq!(unknown.status(), 401);
     let none = http.get(server.url("/hello/whoami")).send().unwrap();
     assert_eq!(none.status(), 401);
@@ -65,20 +67,11 @@ fn basic_credentials_are_checked_by_the_kernel() {
 fn a_disabled_account_is_refused_and_can_be_enabled_again() {
     let server = Server::with_site(&test_site());
     add_alice(&server);
-    let http = client();
     cli_ok(&server.data_dir(), &["user", "disable", "alice"], "");
-    let refused = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let refused = whoami(&server, "alice", PASSWORD);
     assert_eq!(refused.status(), 403);
     cli_ok(&server.data_dir(), &["user", "enable", "alice"], "");
-    let ok = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let ok = whoami(&server, "alice", PASSWORD);
     assert_eq!(ok.status(), 200);
 }
 
@@ -87,11 +80,7 @@ fn a_session_token_works_until_it_is_revoked() {
     let server = Server::with_site(&test_site());
     add_alice(&server);
     let http = client();
-    let issued = http
-        .post(server.url("/hello/tokens"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let issued = login_token(&server, "alice", PASSWORD);
     assert_eq!(issued.status(), 201);
     let issued = json(issued);
     let token = issued["token"].as_str().unwrap().to_string();
@@ -194,20 +183,11 @@ fn a_token_from_the_cli_is_checked_by_scope() {
 fn repeated_failures_are_throttled_even_with_the_right_password() {
     let server = Server::with_site(&test_site());
     add_alice(&server);
-    let http = client();
     for _ in 0..5 {
-        let wrong = http
-            .get(server.url("/hello/whoami"))
-            .basic_auth("alice", Some("wrong"))
-            .send()
-            .unwrap();
+        let wrong = whoami(&server, "alice", "wrong");
         assert_eq!(wrong.status(), 401);
     }
-    let throttled = http
-        .get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let throttled = whoami(&server, "alice", PASSWORD);
     assert_eq!(throttled.status(), 429);
     assert!(throttled.headers().contains_key("retry-after"));
     let audit = cli_ok(&server.data_dir(), &["audit", "--json"], "");
@@ -262,16 +242,8 @@ fn no_secret_reaches_the_log() {
     let server = Server::with_site(&site);
     add_alice(&server);
     let http = client();
-    http.get(server.url("/hello/whoami"))
-        .basic_auth("alice", Some("wrong-password-xyz"))
-        .send()
-        .unwrap();
-    let issued = json(
-        http.post(server.url("/hello/tokens"))
-            .basic_auth("alice", Some(PASSWORD))
-            .send()
-            .unwrap(),
-    );
+    whoami(&server, "alice", "wrong-password-xyz");
+    let issued = json(login_token(&server, "alice", PASSWORD));
     let token = issued["token"].as_str().unwrap().to_string();
     http.get(server.url("/hello/me"))
         .bearer_auth(&token)
