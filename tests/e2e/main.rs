@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod compute;
 mod config_errors;
+mod files;
 mod hostile;
 mod identity_cli;
 mod jobs;

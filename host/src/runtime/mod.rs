@@ -56,7 +56,7 @@ impl Runtime {
         let mut plugins = Vec::new();
         for (name, config) in site.enabled_plugins() {
             let started = Instant::now();
-            let plugin = plugin::load(&engine, &cache, name, config, &site.limits, primitives)?;
+            let plugin = plugin::load(&engine, &cache, name, config, site, primitives)?;
             tracing::debug!(plugin = %name, elapsed_ms = started.elapsed().as_millis() as u64, "plugin loaded");
             plugins.push(plugin);
         }

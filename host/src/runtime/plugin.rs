@@ -13,7 +13,7 @@ use super::bindings::PluginPre;
 use super::builtin;
 use super::cache::CompileCache;
 use super::state::InstanceState;
-use crate::config::{Grant, Limits, PluginConfig, looks_like_path};
+use crate::config::{Grant, Limits, PluginConfig, SiteConfig, looks_like_path};
 use crate::primitives::auth::Auth;
 use crate::primitives::hypervisor::Compute;
 use crate::primitives::jobs::Jobs;
@@ -34,6 +34,9 @@ pub struct PluginContext {
     pub jobs: Option<Jobs>,
     /// Present only when the mount grants `hypervisor`.
     pub compute: Option<Compute>,
+    /// With the `files` grant: `<data dir>/files/<plugin>/`, the plugin's only
+    /// WASI preopen (seen as `/`); cap-std keeps every path inside it.
+    pub files: Option<std::path::PathBuf>,
 }
 
 /// A plugin ready to serve: a pre-linked component and what it came from.
@@ -63,7 +66,7 @@ pub fn load(
     cache: &CompileCache,
     name: &str,
     config: &PluginConfig,
-    site_limits: &Limits,
+    site: &SiteConfig,
     primitives: &Primitives,
 ) -> Result<LoadedPlugin, LoadError> {
     let fail = |problem: String| LoadError {
@@ -93,9 +96,22 @@ pub fn load(
     } else {
         None
     };
+    let files = if grants.contains(&Grant::Files) {
+        let dir = site.data_dir.join("files").join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            fail(format!(
+                "cannot create its files dir {}: {e}",
+                dir.display()
+            ))
+        })?;
+        Some(dir)
+    } else {
+        None
+    };
     let ctx = Arc::new(PluginContext {
         name: Arc::from(name),
-        limits: config.limits.over(site_limits),
+        limits: config.limits.over(&site.limits),
+        files,
         settings: PluginSettings::new(&config.settings),
         storage,
         auth: grants

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::plugin::PluginContext;
 
@@ -37,15 +37,21 @@ impl InstanceState {
     ) -> Self {
         let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        // No preopens, no env, no args, no network: the default builder
-        // grants nothing, we only capture the output streams.
-        let wasi = WasiCtxBuilder::new()
+        // No env, no args, no network, and no preopen but the plugin's own
+        // files dir when granted: we only capture the output streams.
+        let mut builder = WasiCtxBuilder::new();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+            .allow_ip_name_lookup(false);
+        if let Some(dir) = &plugin.files
+            && let Err(e) = builder.preopened_dir(dir, "/", FsPerms::ReadWrite)
+        {
+            tracing::error!(plugin = %plugin.name, error = %e, "cannot open the plugin's files dir");
+        }
+        let wasi = builder.build();
         InstanceState {
             plugin,
             request_id,

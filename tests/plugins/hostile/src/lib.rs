@@ -23,6 +23,22 @@ impl Plugin for Hostile {
             }
             "/echo" => Response::new(200).with_body(req.body),
             "/bad-header" => Response::text(200, "ok").with_header("bad header\n", "x"),
+            // With the `files` grant `/` is the plugin's own dir; without it
+            // there is no filesystem at all. Either way nothing escapes.
+            "/fs-write" => {
+                let path = req.query_param("path").unwrap_or_default();
+                match std::fs::write(&path, &req.body) {
+                    Ok(()) => Response::text(200, "written"),
+                    Err(e) => Response::text(403, &e.to_string()),
+                }
+            }
+            "/fs-read" => {
+                let path = req.query_param("path").unwrap_or_default();
+                match std::fs::read(&path) {
+                    Ok(bytes) => Response::new(200).with_body(bytes),
+                    Err(e) => Response::text(403, &e.to_string()),
+                }
+            }
             "/print" => {
                 println!("hello from hostile stdout");
                 Response::text(200, "printed")
