@@ -75,12 +75,11 @@ pub fn link_grant(linker: &mut Linker<InstanceState>, grant: Grant) -> wasmtime:
 
 impl kernel::types::Host for InstanceState {}
 
-/// The answer of an interface this kernel declares but does not serve yet.
+/// The answer of an interface the plugin's mount does not grant (it is not
+/// even linked then, so this only guards against a kernel bug).
 pub(crate) fn unsupported(interface: &str) -> Unsupported {
     Unsupported {
         interface: interface.to_string(),
-        message: format!(
-            "tessera:kernel/{interface} is declared but not implemented by this kernel yet"
-        ),
+        message: format!("tessera:kernel/{interface} is not granted to this plugin"),
     }
 }

@@ -162,8 +162,7 @@ pub struct TokenRequest {
     pub idle_ttl_seconds: Option<u64>,
     pub description: Option<String>,
     pub format: TokenFormat,
-    /// Consumed by its first successful check (VMmanager's login keys). Not in
-    /// `auth.wit`'s `token-request` yet: the WIT glue passes `false`.
+    /// Consumed by its first successful check (VMmanager's login keys).
     pub one_use: bool,
 }
 
