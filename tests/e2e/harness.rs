@@ -189,6 +189,16 @@ pub fn cli_ok(data_dir: &Path, args: &[&str], stdin: &str) -> String {
     out
 }
 
+/// The status of a plain `GET` of `path`.
+pub fn get_status(server: &Server, path: &str) -> u16 {
+    client()
+        .get(server.url(path))
+        .send()
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// The kernel's Prometheus text.
 pub fn metrics(server: &Server) -> String {
     client()

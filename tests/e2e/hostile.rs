@@ -4,7 +4,7 @@
 
 use std::thread;
 
-use crate::harness::{Server, assert_metrics, client, json, test_site};
+use crate::harness::{Server, assert_metrics, client, get_status, json, test_site};
 
 #[test]
 fn an_infinite_loop_gets_503_while_other_plugins_keep_serving() {
@@ -24,14 +24,7 @@ fn an_infinite_loop_gets_503_while_other_plugins_keep_serving() {
     assert_eq!(body["code"], "PluginTimeout");
     assert!(body["message"].as_str().unwrap().contains("500 ms"));
     // And the kernel is still fine afterwards.
-    assert_eq!(
-        client()
-            .get(server.url("/hostile/ok"))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&server, "/hostile/ok"), 200);
 }
 
 #[test]
@@ -59,14 +52,7 @@ fn a_memory_bomb_hits_the_cap_and_is_refused() {
     assert_eq!(resp.status(), 503);
     let body = json(resp);
     assert_eq!(body["code"], "PluginMemoryLimit");
-    assert_eq!(
-        client()
-            .get(server.url("/hostile/ok"))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&server, "/hostile/ok"), 200);
 }
 
 #[test]

@@ -8,7 +8,6 @@ mod validate;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -88,10 +87,6 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub fn time_budget(&self) -> Duration {
-        Duration::from_millis(self.time_budget_ms)
-    }
-
     pub fn memory_bytes(&self) -> usize {
         (self.memory_mib as usize) * 1024 * 1024
     }
