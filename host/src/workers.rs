@@ -42,9 +42,17 @@ async fn work(kernel: Arc<Kernel>, compute: Compute, worker_id: String) {
     loop {
         match jobs.queue.claim(&worker_id) {
             Ok(Some(job)) if job.plugin == KERNEL_JOBS => {
-                let outcome = match compute.run_kernel_job(&job.payload) {
-                    Ok(result) => Outcome::Done(result),
-                    Err((code, message)) => Outcome::Failed { code, message },
+                // Off the async workers: the qemu backend waits on processes.
+                let run = compute.clone();
+                let payload = job.payload.clone();
+                let step = tokio::task::spawn_blocking(move || run.run_kernel_job(&payload));
+                let outcome = match leased(&jobs.queue, &job.id, &worker_id, step).await {
+                    Ok(Ok(result)) => Outcome::Done(result),
+                    Ok(Err((code, message))) => Outcome::Failed { code, message },
+                    Err(e) => Outcome::Failed {
+                        code: "KernelJobPanicked".into(),
+                        message: e.to_string(),
+                    },
                 };
                 settle(&jobs.queue, &worker_id, &job, outcome);
             }
@@ -80,22 +88,40 @@ async fn run_step(kernel: &Kernel, queue: &JobQueue, worker_id: &str, job: Claim
                 attempt: job.attempt,
                 state: job.state.clone(),
             };
-            let renew_every = Duration::from_millis(queue.settings().lease_secs * 1000 / 3);
-            let renew = async {
-                loop {
-                    tokio::time::sleep(renew_every).await;
-                    if let Err(e) = queue.renew(&job.id, worker_id) {
-                        tracing::warn!(job = %job.id, error = %e, "lease renewal failed");
-                    }
-                }
-            };
-            tokio::select! {
-                result = kernel.runtime.run_job(index, &step) => outcome_of(result),
-                () = renew => unreachable!("the renewal loop never ends"),
-            }
+            outcome_of(
+                leased(
+                    queue,
+                    &job.id,
+                    worker_id,
+                    kernel.runtime.run_job(index, &step),
+                )
+                .await,
+            )
         }
     };
     settle(queue, worker_id, &job, outcome);
+}
+
+/// Runs `step`, renewing the job's lease while it runs.
+async fn leased<T>(
+    queue: &JobQueue,
+    job: &str,
+    worker_id: &str,
+    step: impl std::future::Future<Output = T>,
+) -> T {
+    let renew_every = Duration::from_millis(queue.settings().lease_secs * 1000 / 3);
+    let renew = async {
+        loop {
+            tokio::time::sleep(renew_every).await;
+            if let Err(e) = queue.renew(job, worker_id) {
+                tracing::warn!(job, error = %e, "lease renewal failed");
+            }
+        }
+    };
+    tokio::select! {
+        result = step => result,
+        () = renew => unreachable!("the renewal loop never ends"),
+    }
 }
 
 fn settle(queue: &JobQueue, worker_id: &str, job: &Claimed, outcome: Outcome) {

@@ -13,5 +13,6 @@ mod identity_cli;
 mod jobs;
 mod kernel_routes;
 mod lifecycle;
+mod qemu;
 mod routing;
 mod storage;

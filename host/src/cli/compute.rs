@@ -57,7 +57,7 @@ pub enum VmCommand {
 
 fn open(store: &StoreArgs) -> anyhow::Result<Hypervisor> {
     let (site, db) = store.open_db()?;
-    Ok(Hypervisor::open(db, &site.hypervisor)?)
+    Ok(Hypervisor::open(db, &site.hypervisor, &site.data_dir)?)
 }
 
 pub fn node(command: NodeCommand, store: &StoreArgs) -> anyhow::Result<()> {
@@ -109,16 +109,19 @@ pub fn image(command: ImageCommand, store: &StoreArgs) -> anyhow::Result<()> {
             let size = std::fs::metadata(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?
                 .len();
-            let image = hypervisor.import_image(&NewImage {
-                name,
-                version,
-                os,
-                image_type,
-                size_mib: size.div_ceil(1024 * 1024).max(1),
-                owner,
-                public,
-                extra: String::new(),
-            })?;
+            let image = hypervisor.import_image_file(
+                &NewImage {
+                    name,
+                    version,
+                    os,
+                    image_type,
+                    size_mib: size.div_ceil(1024 * 1024).max(1),
+                    owner,
+                    public,
+                    extra: String::new(),
+                },
+                &file,
+            )?;
             println!("imported {} {}@{}", image.id, image.name, image.version);
         }
     }

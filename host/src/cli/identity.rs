@@ -99,11 +99,13 @@ pub struct StoreArgs {
 impl StoreArgs {
     /// The site and its database (created if needed).
     pub(super) fn open_db(&self) -> anyhow::Result<(crate::config::SiteConfig, Database)> {
-        let site = self.site.load()?;
+        let mut site = self.site.load()?;
         let dir = self
             .data_dir
             .clone()
             .unwrap_or_else(|| site.data_dir.clone());
+        // The qemu backend keeps its files beside the database.
+        site.data_dir = dir.clone();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let db = Database::open(&dir.join("tessera.db"))?;

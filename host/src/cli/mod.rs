@@ -76,7 +76,7 @@ enum PluginsCommand {
 #[derive(Args, Clone)]
 pub(crate) struct SiteArgs {
     /// The site config (TOML). Without it, the built-in default site.
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
 }
 

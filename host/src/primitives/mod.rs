@@ -37,7 +37,8 @@ impl Primitives {
             Arc::new(jobs::SystemJobClock),
         )?;
         let jobs = jobs::Jobs::new(queue);
-        let hypervisor = hypervisor::Hypervisor::open(db.clone(), &site.hypervisor)?;
+        let hypervisor =
+            hypervisor::Hypervisor::open(db.clone(), &site.hypervisor, &site.data_dir)?;
         Ok(Primitives {
             storage: storage::Storage::new(db.clone()),
             auth,

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 pub use super::sim::SimBackend;
 
-use super::config::HypervisorSettings;
+use super::config::{HypervisorSettings, QEMU_BACKEND};
+use super::qemu::QemuBackend;
 use crate::db::{Database, DbError};
 
 /// Longest VM, snapshot or image name, in characters.
@@ -465,6 +466,16 @@ pub trait HypervisorBackend: Send + Sync {
     fn list_images(&self) -> Result<Vec<Image>, HvError>;
     fn get_image(&self, id: &str) -> Result<Option<Image>, HvError>;
     fn import_image(&self, image: &NewImage) -> Result<Image, HvError>;
+    /// Imports an image whose content is `file` (any format `qemu-img` reads).
+    /// A backend that runs nothing needs only the record.
+    fn import_image_file(
+        &self,
+        image: &NewImage,
+        file: &std::path::Path,
+    ) -> Result<Image, HvError> {
+        let _ = file;
+        self.import_image(image)
+    }
     fn list_networks(&self) -> Result<Vec<Network>, HvError>;
     fn list_vms(&self, filter: &VmFilter) -> Result<VmPage, HvError>;
     fn get_vm(&self, id: &str) -> Result<Option<Vm>, HvError>;
@@ -512,12 +523,21 @@ impl fmt::Debug for Hypervisor {
 }
 
 impl Hypervisor {
-    /// The backend the settings name, over the site database; the `sim` backend
-    /// creates its tables and upserts its seeds.
-    pub fn open(db: Database, settings: &HypervisorSettings) -> Result<Self, HvError> {
+    /// The backend the settings name, over the site database (both backends
+    /// create their tables and upsert their seeds); the `qemu` backend keeps its
+    /// files under `data_dir`.
+    pub fn open(
+        db: Database,
+        settings: &HypervisorSettings,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, HvError> {
         settings.check()?;
-        let backend = SimBackend::open(db, &settings.sim)?;
-        Ok(Hypervisor::with_backend(Arc::new(backend)))
+        let backend: Arc<dyn HypervisorBackend> = if settings.backend == QEMU_BACKEND {
+            Arc::new(QemuBackend::open(db, &settings.qemu, data_dir)?)
+        } else {
+            Arc::new(SimBackend::open(db, &settings.sim)?)
+        };
+        Ok(Hypervisor::with_backend(backend))
     }
 
     pub fn with_backend(backend: Arc<dyn HypervisorBackend>) -> Self {
@@ -543,23 +563,17 @@ impl Hypervisor {
 
     /// Adds an `active` image; `Conflict` if its name and version exist.
     pub fn import_image(&self, image: &NewImage) -> Result<Image, HvError> {
-        for (field, value) in [
-            ("image name", &image.name),
-            ("version", &image.version),
-            ("os", &image.os),
-            ("image type", &image.image_type),
-        ] {
-            check_text(field, value, MAX_NAME_CHARS)?;
-        }
-        check_mib("image size", image.size_mib)?;
-        if let Some(owner) = &image.owner {
-            check_principal("owner", owner)?;
-        }
-        let image = NewImage {
-            extra: json_object("extra", &image.extra)?,
-            ..image.clone()
-        };
-        self.backend.import_image(&image)
+        self.backend.import_image(&checked_image(image)?)
+    }
+
+    /// Like `import_image`, with the image's content from `file` (the CLI's
+    /// `tessera image import FILE`): the `qemu` backend keeps a qcow2 copy.
+    pub fn import_image_file(
+        &self,
+        image: &NewImage,
+        file: &std::path::Path,
+    ) -> Result<Image, HvError> {
+        self.backend.import_image_file(&checked_image(image)?, file)
     }
 
     pub fn list_networks(&self) -> Result<Vec<Network>, HvError> {
@@ -700,6 +714,26 @@ impl Hypervisor {
 }
 
 /// The spec with its JSON normalised, or why it is refused.
+fn checked_image(image: &NewImage) -> Result<NewImage, HvError> {
+    for (field, value) in [
+        ("image name", &image.name),
+        ("version", &image.version),
+        ("os", &image.os),
+        ("image type", &image.image_type),
+    ] {
+        check_text(field, value, MAX_NAME_CHARS)?;
+    }
+    check_mib("image size", image.size_mib)?;
+    if let Some(owner) = &image.owner {
+        check_principal("owner", owner)?;
+    }
+    let image = NewImage {
+        extra: json_object("extra", &image.extra)?,
+        ..image.clone()
+    };
+    Ok(image)
+}
+
 fn checked_spec(spec: &VmSpec) -> Result<VmSpec, HvError> {
     check_text("vm name", &spec.name, MAX_NAME_CHARS)?;
     check_principal("owner", &spec.owner)?;

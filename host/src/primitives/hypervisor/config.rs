@@ -9,17 +9,45 @@ use serde::Deserialize;
 
 use super::api::HvError;
 
-/// The embedded, simulated backend; the only one this kernel has so far.
+/// The embedded, simulated backend (the default).
 pub const SIM_BACKEND: &str = "sim";
+/// Real VMs: `qemu-system-x86_64` processes on this machine.
+pub const QEMU_BACKEND: &str = "qemu";
 
 /// Tunables of the hypervisor primitive; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HypervisorSettings {
-    /// Which backend drives the inventory: `sim`.
+    /// Which backend drives the inventory: `sim` or `qemu`.
     pub backend: String,
     /// `[hypervisor.sim]`: read only when `backend` is `sim`.
     pub sim: SimSettings,
+    /// `[hypervisor.qemu]`: read only when `backend` is `qemu`.
+    pub qemu: QemuSettings,
+}
+
+/// The `qemu` backend: where the tools are, how VMs run, and the inventory it
+/// starts with. It keeps the same SQLite inventory and state machine as `sim`;
+/// a transition's job does the real work (disks, processes, QMP) before it completes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QemuSettings {
+    /// The emulator; a bare name is looked up on `PATH`.
+    pub qemu_system: String,
+    pub qemu_img: String,
+    /// `tcg` (software emulation, works everywhere) or `kvm`.
+    pub accel: String,
+    /// The `-machine` type.
+    pub machine: String,
+    /// Disks, sockets, logs and pid files, under the data dir when relative.
+    pub dir: std::path::PathBuf,
+    /// How long a start may take until QMP answers.
+    pub boot_timeout_ms: u64,
+    /// How long a stop waits after the ACPI power-button press before it quits the VM.
+    pub shutdown_timeout_ms: u64,
+    pub nodes: Vec<NodeSeed>,
+    pub images: Vec<ImageSeed>,
+    pub networks: Vec<NetworkSeed>,
 }
 
 /// The `sim` backend: how long a transition takes and what inventory a fresh site has.
@@ -96,7 +124,59 @@ impl Default for HypervisorSettings {
         HypervisorSettings {
             backend: SIM_BACKEND.into(),
             sim: SimSettings::default(),
+            qemu: QemuSettings::default(),
         }
+    }
+}
+
+impl Default for QemuSettings {
+    /// This machine as one node, the sim's networks, and no images: a base
+    /// image comes in with `tessera image import FILE`.
+    fn default() -> Self {
+        let sim = SimSettings::default();
+        QemuSettings {
+            qemu_system: "qemu-system-x86_64".into(),
+            qemu_img: "qemu-img".into(),
+            accel: "tcg".into(),
+            machine: "pc".into(),
+            dir: "qemu".into(),
+            boot_timeout_ms: 30_000,
+            shutdown_timeout_ms: 60_000,
+            nodes: vec![NodeSeed {
+                name: "qemu-local".into(),
+                cpus: 8,
+                ram_mib: 16 * 1024,
+                disk_mib: 200 * 1024,
+                state: running(),
+            }],
+            images: Vec::new(),
+            networks: sim.networks,
+        }
+    }
+}
+
+impl QemuSettings {
+    /// The inventory part, as the shared state machine takes it; transitions
+    /// are queued at once (the work itself takes the time).
+    pub fn inventory(&self) -> SimSettings {
+        SimSettings {
+            transition_delay_ms: 0,
+            nodes: self.nodes.clone(),
+            images: self.images.clone(),
+            networks: self.networks.clone(),
+        }
+    }
+
+    fn check(&self) -> Result<(), HvError> {
+        let at = "hypervisor.qemu";
+        nonempty(at, "qemu_system", &self.qemu_system)?;
+        nonempty(at, "qemu_img", &self.qemu_img)?;
+        nonempty(at, "machine", &self.machine)?;
+        if !matches!(self.accel.as_str(), "tcg" | "kvm") {
+            return Err(invalid(at, "accel", "must be \"tcg\" or \"kvm\""));
+        }
+        positive(at, "boot_timeout_ms", self.boot_timeout_ms)?;
+        self.inventory().check()
     }
 }
 
@@ -125,13 +205,13 @@ impl Default for SimSettings {
 impl HypervisorSettings {
     /// Refuses an unknown backend and inconsistent seeds, naming the offending entry.
     pub fn check(&self) -> Result<(), HvError> {
-        if self.backend != SIM_BACKEND {
-            return Err(HvError::Invalid(format!(
-                "hypervisor.backend {:?} is unknown; this kernel has {SIM_BACKEND:?}",
-                self.backend
-            )));
+        match self.backend.as_str() {
+            SIM_BACKEND => self.sim.check(),
+            QEMU_BACKEND => self.qemu.check(),
+            other => Err(HvError::Invalid(format!(
+                "hypervisor.backend {other:?} is unknown; this kernel has {SIM_BACKEND:?} and {QEMU_BACKEND:?}"
+            ))),
         }
-        self.sim.check()
     }
 }
 

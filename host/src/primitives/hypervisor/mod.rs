@@ -1,15 +1,20 @@
 //! The hypervisor primitive: one site-wide compute inventory behind the
 //! `HypervisorBackend` trait (`api.rs`), the embedded `sim` backend
-//! (`sim.rs`), its config (`config.rs`) and the WIT glue (`wit.rs`). Every
+//! (`sim.rs`), the `qemu` backend of real VMs on the same inventory
+//! (`qemu/`), its config (`config.rs`) and the WIT glue (`wit.rs`). Every
 //! state change completes as a kernel job, so it survives a restart.
 
 mod api;
 mod config;
+mod qemu;
 mod sim;
 mod wit;
 
 pub use api::*;
-pub use config::{HypervisorSettings, ImageSeed, NetworkSeed, NodeSeed, SIM_BACKEND, SimSettings};
+pub use config::{
+    HypervisorSettings, ImageSeed, NetworkSeed, NodeSeed, QEMU_BACKEND, QemuSettings, SIM_BACKEND,
+    SimSettings,
+};
 
 use crate::primitives::jobs::{JobError, Jobs, KERNEL_JOBS, OnRestart, Submission};
 

@@ -141,6 +141,30 @@ impl SimBackend {
         })
     }
 
+    /// What a transition does, for a backend that does real work before it
+    /// completes (the `qemu` backend).
+    pub fn pending_transition(&self, transition: &str) -> Result<PendingTransition, HvError> {
+        self.db.with_read_tx(|tx| {
+            let sql = "SELECT vm, action, success, parameters FROM hv_audit WHERE transition = ?1";
+            let found = query_opt(tx, sql, [transition], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<bool>>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })?;
+            let (vm, action, success, parameters) =
+                found.ok_or_else(|| HvError::NotFound(format!("transition {transition}")))?;
+            Ok(PendingTransition {
+                vm,
+                action: action.parse()?,
+                done: success.is_some(),
+                parameters: serde_json::from_str(&parameters).unwrap_or_default(),
+            })
+        })
+    }
+
     /// Runs a change that needs no job on a VM in one of `from`, audited as succeeded.
     /// `apply` returns its result and the audited parameters.
     fn change<T>(
@@ -524,6 +548,17 @@ impl HypervisorBackend for SimBackend {
             Ok(VmState::Failed)
         })
     }
+}
+
+/// A transition as a backend doing the real work needs it.
+#[derive(Debug, Clone)]
+pub struct PendingTransition {
+    pub vm: String,
+    pub action: Operation,
+    /// Completed or failed already.
+    pub done: bool,
+    /// The audited parameters (a snapshot rollback's `name`, ...).
+    pub parameters: serde_json::Value,
 }
 
 /// A transition as its audit row keeps it.
@@ -1270,8 +1305,9 @@ mod tests {
             let settings = HypervisorSettings {
                 backend: SIM_BACKEND.into(),
                 sim,
+                ..HypervisorSettings::default()
             };
-            let hv = Hypervisor::open(db.clone(), &settings)?;
+            let hv = Hypervisor::open(db.clone(), &settings, std::path::Path::new("."))?;
             let image = image_id(&hv, "alpine-3.20")?;
             Ok(Site { hv, db, image })
         }
