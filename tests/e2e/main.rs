@@ -16,3 +16,4 @@ mod lifecycle;
 mod qemu;
 mod routing;
 mod storage;
+mod ticrypt;

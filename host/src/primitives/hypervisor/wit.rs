@@ -2,8 +2,8 @@
 //! each transition's completion is queued as a kernel job whose id is returned.
 
 use super::{
-    AuditEntry, Compute, Disk, HvError, Image, Network, Nic, Node, Snapshot, Vm, VmAction,
-    VmFilter, VmPage, VmSpec, VmState,
+    AuditEntry, Compute, Disk, HvError, Image, Network, NewImage, Nic, Node, Snapshot, Vm,
+    VmAction, VmFilter, VmPage, VmSpec, VmState,
 };
 use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
@@ -128,6 +128,13 @@ impl wit::Host for InstanceState {
     fn audit(&mut self, id: String) -> WitResult<Vec<wit::AuditEntry>> {
         Ok(list(self.compute()?.hypervisor.audit(&id)?))
     }
+    fn import_image(&mut self, image: wit::NewImage) -> WitResult<wit::Image> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .import_image(&image.into())?
+            .into())
+    }
 }
 
 impl From<HvError> for wit::HvError {
@@ -167,6 +174,9 @@ same_fields!(Nic => wit::Nic { mac, network, ip, primary, state });
 same_fields!(Disk => wit::Disk { id, size_mib, boot });
 same_fields!(Snapshot => wit::Snapshot { name, state, created });
 same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters });
+same_fields!(wit::NewImage => NewImage {
+    name, version, os, image_type, size_mib, owner, public, extra
+});
 same_fields!(wit::VmSpec => VmSpec {
     name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection
 });
