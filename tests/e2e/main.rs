@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod cli;
+mod cloudapi;
 mod compute;
 mod config_errors;
 mod files;

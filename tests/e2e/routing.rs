@@ -8,9 +8,9 @@ fn each_shipped_plugin_answers_on_its_mount_in_its_own_envelope() {
     let server = Server::default_site();
     let http = client();
 
-    let cloudapi = http.get(server.url("/my/machines")).send().unwrap();
-    assert_eq!(cloudapi.status(), 501);
-    assert_eq!(json(cloudapi)["code"], "NotImplemented");
+    let cloudapi = http.get(server.url("/my")).send().unwrap();
+    assert_eq!(cloudapi.status(), 401);
+    assert_eq!(json(cloudapi)["code"], "InvalidCredentials");
 
     let ticrypt = json(http.get(server.url("/api/drives")).send().unwrap());
     assert_eq!(ticrypt["code"], "NotImplemented");

@@ -1,21 +1,318 @@
-//! Triton CloudAPI, mounted at `/`. This first version routes nothing yet:
-//! every request gets CloudAPI's own error envelope (`{"code","message"}`).
+//! Triton CloudAPI, mounted at `/` (the catch-all): `/--ping`, `/my/...`, `/:login/...`.
+//!
+//! Route table, in the spec's order (action names are what policy rules say `CAN` to):
+//!
+//! | method | path | action |
+//! | --- | --- | --- |
+//! | GET | `/--ping` | (no auth) |
+//! | GET, HEAD | `/:account` | getaccount |
+//! | POST | `/:account` | updateaccount |
+//! | GET, HEAD | `/:account/limits` | getaccountlimits |
+//! | GET, HEAD | `/:account/keys` | listkeys |
+//! | POST | `/:account/keys` | createkey |
+//! | GET, HEAD | `/:account/keys/:key` | getkey |
+//! | DELETE | `/:account/keys/:key` | deletekey |
+//! | GET, HEAD | `/:account/users` | listusers |
+//! | POST | `/:account/users` | createuser |
+//! | GET, HEAD | `/:account/users/:user` | getuser |
+//! | POST | `/:account/users/:user` | updateuser |
+//! | POST | `/:account/users/:user/change_password` | changeuserpassword |
+//! | DELETE | `/:account/users/:user` | deleteuser |
+//! | GET, HEAD | `/:account/roles` | listroles |
+//! | POST | `/:account/roles` | createrole |
+//! | GET, HEAD | `/:account/roles/:role` | getrole |
+//! | POST | `/:account/roles/:role` | updaterole |
+//! | DELETE | `/:account/roles/:role` | deleterole |
+//! | PUT | `/:account[/any/resource/path]` | setroletags |
+//! | GET, HEAD | `/:account/policies` | listpolicies |
+//! | POST | `/:account/policies` | createpolicy |
+//! | GET, HEAD | `/:account/policies/:policy` | getpolicy |
+//! | POST | `/:account/policies/:policy` | updatepolicy |
+//! | DELETE | `/:account/policies/:policy` | deletepolicy |
+//! | GET, HEAD | `/:account/users/:user/keys` | listuserkeys |
+//! | POST | `/:account/users/:user/keys` | createuserkey |
+//! | GET, HEAD | `/:account/users/:user/keys/:key` | getuserkey |
+//! | DELETE | `/:account/users/:user/keys/:key` | deleteuserkey |
+//! | GET, HEAD | `/:account/config` | getconfig |
+//! | PUT | `/:account/config` | updateconfig |
+//! | GET, HEAD | `/:account/datacenters` | listdatacenters |
+//! | GET, HEAD | `/:account/datacenters/:name` | getdatacenter |
+//! | GET, HEAD | `/:account/services` | listservices |
+//!
+//! A request goes through the layers in this order: version negotiation (`protocol`),
+//! routing, authentication (`auth`), the path's account check, throttling, inputs,
+//! RBAC for sub-users (`rbac`), the resource family's handler (`resources::*`), and the
+//! protocol's response headers.
 
-use tessera_sdk::{Plugin, Request, Response};
+mod auth;
+mod context;
+mod errors;
+mod ids;
+mod model;
+mod protocol;
+mod rbac;
+mod resources;
+mod settings;
+
+use serde_json::json;
+use tessera_sdk::{Params, Plugin, Request, Response, RouteMatch, Router};
+
+use context::Ctx;
+use errors::{ApiError, ApiResult};
+use protocol::inputs::Inputs;
+use protocol::{Finish, Reply, clock, version};
+use resources::{account, config, datacenters, keys, policies, role_tags, roles, users};
+use settings::Settings;
+
+type Handler = fn(&Ctx<'_>, &Params) -> ApiResult<Reply>;
+
+/// A route's handler and the action name RBAC rules grant.
+pub struct Endpoint {
+    action: &'static str,
+    handler: Handler,
+}
+
+const fn ep(action: &'static str, handler: Handler) -> Endpoint {
+    Endpoint { action, handler }
+}
+
+fn routes() -> Router<Endpoint> {
+    Router::new()
+        .add("GET", "/:account", ep("getaccount", account::get))
+        .add("POST", "/:account", ep("updateaccount", account::update))
+        .add(
+            "GET",
+            "/:account/limits",
+            ep("getaccountlimits", account::limits),
+        )
+        .add("GET", "/:account/keys", ep("listkeys", keys::list))
+        .add("POST", "/:account/keys", ep("createkey", keys::create))
+        .add("GET", "/:account/keys/:key", ep("getkey", keys::get))
+        .add(
+            "DELETE",
+            "/:account/keys/:key",
+            ep("deletekey", keys::delete),
+        )
+        .add("GET", "/:account/users", ep("listusers", users::list))
+        .add("POST", "/:account/users", ep("createuser", users::create))
+        .add("GET", "/:account/users/:user", ep("getuser", users::get))
+        .add(
+            "POST",
+            "/:account/users/:user",
+            ep("updateuser", users::update),
+        )
+        .add(
+            "POST",
+            "/:account/users/:user/change_password",
+            ep("changeuserpassword", users::change_password),
+        )
+        .add(
+            "DELETE",
+            "/:account/users/:user",
+            ep("deleteuser", users::delete),
+        )
+        .add("GET", "/:account/roles", ep("listroles", roles::list))
+        .add("POST", "/:account/roles", ep("createrole", roles::create))
+        .add("GET", "/:account/roles/:role", ep("getrole", roles::get))
+        .add(
+            "POST",
+            "/:account/roles/:role",
+            ep("updaterole", roles::update),
+        )
+        .add(
+            "DELETE",
+            "/:account/roles/:role",
+            ep("deleterole", roles::delete),
+        )
+        .add(
+            "GET",
+            "/:account/policies",
+            ep("listpolicies", policies::list),
+        )
+        .add(
+            "POST",
+            "/:account/policies",
+            ep("createpolicy", policies::create),
+        )
+        .add(
+            "GET",
+            "/:account/policies/:policy",
+            ep("getpolicy", policies::get),
+        )
+        .add(
+            "POST",
+            "/:account/policies/:policy",
+            ep("updatepolicy", policies::update),
+        )
+        .add(
+            "DELETE",
+            "/:account/policies/:policy",
+            ep("deletepolicy", policies::delete),
+        )
+        .add(
+            "GET",
+            "/:account/users/:user/keys",
+            ep("listuserkeys", keys::list_user),
+        )
+        .add(
+            "POST",
+            "/:account/users/:user/keys",
+            ep("createuserkey", keys::create_user),
+        )
+        .add(
+            "GET",
+            "/:account/users/:user/keys/:key",
+            ep("getuserkey", keys::get_user),
+        )
+        .add(
+            "DELETE",
+            "/:account/users/:user/keys/:key",
+            ep("deleteuserkey", keys::delete_user),
+        )
+        .add("GET", "/:account/config", ep("getconfig", config::get))
+        .add(
+            "PUT",
+            "/:account/config",
+            ep("updateconfig", config::update),
+        )
+        .add(
+            "GET",
+            "/:account/datacenters",
+            ep("listdatacenters", datacenters::list),
+        )
+        .add(
+            "GET",
+            "/:account/datacenters/:name",
+            ep("getdatacenter", datacenters::get),
+        )
+        .add(
+            "GET",
+            "/:account/services",
+            ep("listservices", datacenters::services),
+        )
+}
+
+/// SetRoleTags answers a `PUT` on any resource path no other `PUT` route claims.
+const SET_ROLE_TAGS: Endpoint = ep("setroletags", role_tags::set);
+
+const METHODS: [&str; 5] = ["GET", "HEAD", "POST", "PUT", "DELETE"];
 
 struct CloudApi;
 
 impl Plugin for CloudApi {
-    fn handle(req: Request) -> Response {
-        Response::json(
-            501,
-            &serde_json::json!({
-                "code": "NotImplemented",
-                "message": format!("{} {} is not implemented yet", req.method, req.path),
-            }),
+    fn handle(request: Request) -> Response {
+        let started_ms = clock::now_ms();
+        let settings = Settings::load(&request);
+        let routes = routes();
+        let methods = allowed_methods(&routes, &request.subpath);
+        let (reply, api_version) = match protocol::negotiate(&request) {
+            Ok(api_version) => (
+                serve(&request, &routes, settings.clone(), api_version, started_ms)
+                    .unwrap_or_else(Reply::from),
+                api_version,
+            ),
+            Err(e) => (
+                Reply::from(e),
+                version::API_VERSIONS[version::API_VERSIONS.len() - 1],
+            ),
+        };
+        protocol::finish(
+            reply,
+            &Finish {
+                request: &request,
+                api_version,
+                datacenter: &settings.datacenter_name,
+                methods: &methods,
+                started_ms,
+            },
         )
-        .with_header("server", "cloudapi/9.20.0 (tessera)")
     }
 }
 
 tessera_sdk::export_plugin!(CloudApi);
+
+fn allowed_methods(routes: &Router<Endpoint>, path: &str) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = METHODS
+        .into_iter()
+        .filter(|m| *m != "PUT" && matches!(routes.route(m, path), RouteMatch::Found(..)))
+        .collect();
+    if path != "/--ping" && path != "/" {
+        methods.push("PUT");
+    }
+    methods
+}
+
+fn serve(
+    request: &Request,
+    routes: &Router<Endpoint>,
+    settings: Settings,
+    api_version: &'static str,
+    now_ms: u64,
+) -> ApiResult<Reply> {
+    if request.subpath == "/--ping" {
+        return match request.method.as_str() {
+            "GET" | "HEAD" => Ok(ping()),
+            other => Err(ApiError::method_not_allowed(other, &["GET", "HEAD"])),
+        };
+    }
+    let (endpoint, params) = match routes.route(&request.method, &request.subpath) {
+        RouteMatch::Found(endpoint, params) => (endpoint, params),
+        _ if request.method == "PUT" && request.subpath.len() > 1 => {
+            (&SET_ROLE_TAGS, Params::default())
+        }
+        RouteMatch::MethodNotAllowed(allowed) => {
+            return Err(ApiError::method_not_allowed(&request.method, &allowed));
+        }
+        RouteMatch::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "{} does not exist",
+                request.path
+            )));
+        }
+    };
+    let caller = auth::authenticate(request, now_ms)?;
+    let named = first_segment(&request.subpath);
+    if named != "my" && named != caller.account.login {
+        return Err(ApiError::not_authorized(format!(
+            "You do not have permission to access /{named}"
+        )));
+    }
+    protocol::throttle::check(&caller.account.id, settings.throttle, now_ms)?;
+    let inputs = Inputs::from_request(request)?;
+    let ctx = Ctx {
+        request,
+        inputs,
+        account: caller.account.clone(),
+        caller,
+        settings,
+        api_version,
+        now_ms,
+    };
+    if ctx.caller.user.is_some() {
+        let resource = resources::resolve(&ctx, &rest_segments(&request.subpath))?;
+        rbac::authorize(&ctx, endpoint.action, &resource.path)?;
+    }
+    (endpoint.handler)(&ctx, &params)
+}
+
+fn ping() -> Reply {
+    Reply::ok(json!({
+        "ping": "pong",
+        "cloudapi": {"versions": version::API_VERSIONS},
+    }))
+}
+
+/// The account segment of a path (`my` or a login), percent-decoded.
+fn first_segment(path: &str) -> String {
+    let segment = path.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    tessera_sdk::query::decode_segment(segment)
+}
+
+/// The percent-decoded segments after the account.
+fn rest_segments(path: &str) -> Vec<String> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .skip(1)
+        .map(tessera_sdk::query::decode_segment)
+        .collect()
+}
