@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod metrics;
 pub mod primitives;
 pub mod router;

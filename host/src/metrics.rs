@@ -47,6 +47,8 @@ pub struct Metrics {
     names: Vec<String>,
     slots: Vec<Counters>,
     instances: AtomicU64,
+    sockets_open: std::sync::atomic::AtomicI64,
+    socket_calls: AtomicU64,
 }
 
 impl Metrics {
@@ -56,7 +58,19 @@ impl Metrics {
             names: plugin_names,
             slots,
             instances: AtomicU64::new(0),
+            sockets_open: std::sync::atomic::AtomicI64::new(0),
+            socket_calls: AtomicU64::new(0),
         }
+    }
+
+    /// A WebSocket opened (`+1`) or closed (`-1`).
+    pub fn socket_open(&self, delta: i64) {
+        self.sockets_open.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// One `on-socket` call (an open, a message or an event).
+    pub fn socket_call(&self) {
+        self.socket_calls.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The slot index for requests that reached no plugin.
@@ -182,6 +196,18 @@ impl Metrics {
         let _ = writeln!(
             out,
             "# HELP tessera_instances_live Plugin instances in flight.\n# TYPE tessera_instances_live gauge\ntessera_instances_live {live_instances}"
+        );
+        let (open, calls) = (
+            self.sockets_open.load(Ordering::Relaxed),
+            self.socket_calls.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tessera_sockets_open WebSockets open.\n# TYPE tessera_sockets_open gauge\ntessera_sockets_open {open}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP tessera_socket_calls_total on-socket calls (opens, messages, events).\n# TYPE tessera_socket_calls_total counter\ntessera_socket_calls_total {calls}"
         );
         out
     }

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod log;
 pub mod query;
 pub mod router;
+pub mod sockets;
 pub mod storage;
 
 /// Raw bindings generated from the `tessera:kernel` WIT package.
@@ -53,10 +54,17 @@ pub trait Plugin {
             format!("this plugin runs no jobs (kind {})", job.kind),
         ))
     }
+
+    /// Plugins that accept no WebSockets keep this default (they never
+    /// answer an upgrade with 101, so it is not called).
+    fn on_socket(socket: sockets::Socket, event: sockets::SocketEvent) -> sockets::SocketReply {
+        let _ = (socket, event);
+        sockets::SocketReply::new().close(1011, "this plugin takes no sockets")
+    }
 }
 
-/// Export a [`Plugin`] implementation as the component's `handler` and
-/// `jobs-runner`.
+/// Export a [`Plugin`] implementation as the component's `handler`,
+/// `jobs-runner` and `socket-handler`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
@@ -70,6 +78,14 @@ macro_rules! export_plugin {
             impl $crate::bindings::exports::tessera::kernel::jobs_runner::Guest for TesseraExports {
                 fn run_job(job: $crate::Job) -> $crate::JobOutcome {
                     <$plugin as $crate::Plugin>::run_job(job)
+                }
+            }
+            impl $crate::bindings::exports::tessera::kernel::socket_handler::Guest for TesseraExports {
+                fn on_socket(
+                    socket: $crate::sockets::Socket,
+                    event: $crate::sockets::SocketEvent,
+                ) -> $crate::sockets::SocketReply {
+                    <$plugin as $crate::Plugin>::on_socket(socket, event)
                 }
             }
     $crate::bindings::__export_plugin_world!(TesseraExports with_types_in $crate::bindings);

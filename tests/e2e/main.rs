@@ -16,5 +16,6 @@ mod kernel_routes;
 mod lifecycle;
 mod qemu;
 mod routing;
+mod sockets;
 mod storage;
 mod ticrypt;

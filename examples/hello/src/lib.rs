@@ -21,12 +21,16 @@
 //!   POST   /vms                {name, image (name), cpus?, ram_mib?, disk_mib?} -> 202
 //!   GET    /vms/:id            one VM of the site's hypervisor
 //!   POST   /vms/:id/:action    start | stop | reboot | delete -> 202 with the job id
+//!   GET    /ws                 WebSocket: greets, echoes text, counts messages in the
+//!                              socket's state; `watch` streams the site's VM changes,
+//!                              `count` answers the count, `bye` closes, `trap` panics
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tessera_sdk::auth::{self, Account, AuthError, TokenFormat, TokenRequest};
 use tessera_sdk::hypervisor::{self as hv, HvError, Vm, VmAction, VmSpec};
 use tessera_sdk::jobs::{self, JobError, JobInfo, JobState, JobSubmission, OnRestart};
+use tessera_sdk::sockets::{self, Message, Socket, SocketEvent, SocketReply};
 use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
 use tessera_sdk::{Job, JobOutcome, Params, Plugin, Request, Response, RouteMatch, Router};
 
@@ -54,6 +58,7 @@ fn routes() -> Router<Handler> {
         .add("POST", "/vms", create_vm)
         .add("GET", "/vms/:id", get_vm)
         .add("POST", "/vms/:id/:action", act_on_vm)
+        .add("GET", "/ws", open_socket)
 }
 
 const NOTES: Collection = Collection::new("notes");
@@ -85,6 +90,35 @@ impl Plugin for Hello {
             other => JobOutcome::Failed(("UnknownKind".into(), format!("no job kind {other}"))),
         }
     }
+
+    /// The socket's state is how many messages it has seen.
+    fn on_socket(socket: Socket, event: SocketEvent) -> SocketReply {
+        let seen: u64 = socket.state.parse().unwrap_or(0);
+        match event {
+            SocketEvent::Opened => SocketReply::new().text("welcome"),
+            SocketEvent::Message(Message::Text(text)) => {
+                let reply = SocketReply::new().state((seen + 1).to_string());
+                match text.as_str() {
+                    "watch" => reply.subscribe("hypervisor.vm").text("watching"),
+                    "count" => reply.text(format!("{}", seen + 1)),
+                    "bye" => reply.close(1000, "bye"),
+                    "trap" => panic!("trapping as asked"),
+                    _ => reply.text(text),
+                }
+            }
+            SocketEvent::Message(Message::Binary(data)) => SocketReply::new().binary(data),
+            SocketEvent::Event(event) => SocketReply::new().text(event.payload),
+        }
+    }
+}
+
+/// Accepts a WebSocket; a plain GET is told to upgrade.
+fn open_socket(req: &Request, _: &Params) -> Result<Response, ApiError> {
+    if !sockets::is_upgrade(req) {
+        return Err(ApiError::new(426, "this route speaks WebSocket")
+            .with_header("upgrade", "websocket".into()));
+    }
+    Ok(sockets::accept("0"))
 }
 
 #[derive(Serialize, Deserialize, Default)]

@@ -26,6 +26,8 @@ pub struct Primitives {
     pub auth: auth::Auth,
     pub jobs: jobs::Jobs,
     pub compute: hypervisor::Compute,
+    /// Changes the primitives announce, for WebSockets to subscribe to.
+    pub events: crate::events::EventBus,
 }
 
 impl Primitives {
@@ -37,8 +39,10 @@ impl Primitives {
             Arc::new(jobs::SystemJobClock),
         )?;
         let jobs = jobs::Jobs::new(queue);
+        let events = crate::events::EventBus::default();
         let hypervisor =
-            hypervisor::Hypervisor::open(db.clone(), &site.hypervisor, &site.data_dir)?;
+            hypervisor::Hypervisor::open(db.clone(), &site.hypervisor, &site.data_dir)?
+                .with_events(events.clone());
         Ok(Primitives {
             storage: storage::Storage::new(db.clone()),
             auth,
@@ -47,6 +51,7 @@ impl Primitives {
                 jobs: jobs.clone(),
             },
             jobs,
+            events,
             db,
         })
     }
@@ -59,6 +64,7 @@ pub fn link_always(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     kernel::types::add_to_linker::<_, State>(linker, |s| s)?;
     kernel::log::add_to_linker::<_, State>(linker, |s| s)?;
     kernel::config::add_to_linker::<_, State>(linker, |s| s)?;
+    kernel::sockets::add_to_linker::<_, State>(linker, |s| s)?;
     Ok(())
 }
 
@@ -75,6 +81,7 @@ pub fn link_grant(linker: &mut Linker<InstanceState>, grant: Grant) -> wasmtime:
 }
 
 impl kernel::types::Host for InstanceState {}
+impl kernel::sockets::Host for InstanceState {}
 
 /// The answer of an interface the plugin's mount does not grant (it is not
 /// even linked then, so this only guards against a kernel bug).

@@ -15,6 +15,9 @@ use std::time::Instant;
 use wasmtime::{Engine, PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 pub use bindings::exports::tessera::kernel::jobs_runner::{Job, JobOutcome};
+pub use bindings::tessera::kernel::sockets::{
+    Event as SocketKernelEvent, Message as SocketMessage, Socket, SocketEvent, SocketReply,
+};
 pub use bindings::{Request, Response};
 pub use cache::CompileCache;
 pub use plugin::{LoadError, LoadedPlugin};
@@ -40,6 +43,8 @@ pub struct Runtime {
     engine: Engine,
     plugins: Vec<LoadedPlugin>,
     live_instances: AtomicI64,
+    /// What WebSockets subscribe to.
+    events: crate::events::EventBus,
 }
 
 impl Runtime {
@@ -64,6 +69,7 @@ impl Runtime {
             engine,
             plugins,
             live_instances: AtomicI64::new(0),
+            events: primitives.events.clone(),
         })
     }
 
@@ -117,6 +123,36 @@ impl Runtime {
         .await;
         store.data().flush_output();
         result.map_err(|e| classify(e, budget_ms))
+    }
+
+    /// Run `on-socket` of plugin `index` in a fresh instance, under the
+    /// mount's request time budget.
+    pub async fn on_socket(
+        &self,
+        index: usize,
+        socket: &Socket,
+        event: &SocketEvent,
+    ) -> Result<SocketReply, CallError> {
+        let plugin = &self.plugins[index];
+        let budget_ms = plugin.ctx.limits.time_budget_ms;
+        let id = Arc::from(format!("socket:{}", socket.id).as_str());
+        let peer = Arc::from(socket.peer.as_str());
+        let mut store = self.new_store(plugin, id, peer, budget_ms);
+        let _live = LiveInstance::enter(&self.live_instances);
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance
+                .tessera_kernel_socket_handler()
+                .call_on_socket(&mut store, socket, event)
+                .await
+        }
+        .await;
+        store.data().flush_output();
+        result.map_err(|e| classify(e, budget_ms))
+    }
+
+    pub fn events(&self) -> &crate::events::EventBus {
+        &self.events
     }
 
     /// The index of a loaded plugin by name.

@@ -178,7 +178,7 @@ fn check_imports(
 }
 
 /// The grant an import needs: none for WASI (whose context grants nothing
-/// ambient) and for `types`, `log` and `config`.
+/// ambient), for `log` and `config`, and for the type-only `types` and `sockets`.
 fn required_grant(import: &str) -> Result<Option<Grant>, String> {
     if import.starts_with("wasi:") {
         return Ok(None);
@@ -198,7 +198,7 @@ fn required_grant(import: &str) -> Result<Option<Grant>, String> {
         ));
     }
     match interface {
-        "types" | "log" | "config" => Ok(None),
+        "types" | "log" | "config" | "sockets" => Ok(None),
         "storage" => Ok(Some(Grant::Storage)),
         "auth" => Ok(Some(Grant::Auth)),
         "jobs" => Ok(Some(Grant::Jobs)),

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use tracing::Instrument;
 
-use super::{Kernel, kernel_routes};
+use super::{Kernel, kernel_routes, sockets};
 use crate::metrics::Failure;
 use crate::runtime::{CallError, Request};
 
@@ -63,9 +63,9 @@ pub async fn handle(
 
 /// Pick the responder; returns the metrics slot and the reply.
 async fn route(
-    kernel: &Kernel,
+    kernel: &Arc<Kernel>,
     peer: SocketAddr,
-    req: hyper::Request<Incoming>,
+    mut req: hyper::Request<Incoming>,
     request_id: &Arc<str>,
 ) -> (usize, Reply) {
     let kernel_slot = kernel.metrics.kernel_slot();
@@ -91,6 +91,8 @@ async fn route(
     let plugin = &kernel.runtime.plugins()[index];
     tracing::Span::current().record("plugin", &*plugin.ctx.name);
     let (mount, subpath) = (route.mount.to_string(), route.subpath.to_string());
+    // Taken before the request is consumed; used only if the plugin answers 101.
+    let upgrade = sockets::upgrade_key(&req).map(|key| (key, hyper::upgrade::on(&mut req)));
     let (parts, body) = req.into_parts();
     let body = match read_body(body, plugin.ctx.limits.body_limit_bytes, &parts.headers).await {
         Ok(body) => body,
@@ -128,6 +130,24 @@ async fn route(
             body: response.body,
         },
         Err(error) => failure_reply(kernel, index, &error, request_id),
+    };
+    if reply.status != 101 {
+        return (index, reply);
+    }
+    let reply = match upgrade {
+        Some((key, on_upgrade)) => {
+            sockets::accept(kernel.clone(), index, on_upgrade, &key, reply, &request)
+        }
+        None => {
+            tracing::error!(plugin = %plugin.ctx.name, request_id = &**request_id,
+                "the plugin answered 101 to a request that is not a WebSocket upgrade");
+            error_reply(
+                500,
+                "PluginFailed",
+                "the plugin failed while handling this request",
+                request_id,
+            )
+        }
     };
     (index, reply)
 }
@@ -169,6 +189,22 @@ async fn read_body(
 }
 
 fn failure_reply(kernel: &Kernel, index: usize, error: &CallError, request_id: &str) -> Reply {
+    let (status, code) = count_failure(kernel, index, error, request_id);
+    let message = match error {
+        // Trap details stay in the log; the client learns only that it failed.
+        CallError::Trap(_) => "the plugin failed while handling this request".to_string(),
+        other => other.to_string(),
+    };
+    error_reply(status, code, &message, request_id)
+}
+
+/// Counts and logs a failed plugin call; the status and code to answer with.
+pub fn count_failure(
+    kernel: &Kernel,
+    index: usize,
+    error: &CallError,
+    request_id: &str,
+) -> (u16, &'static str) {
     let plugin = &*kernel.runtime.plugins()[index].ctx.name;
     let (status, code, failure) = match error {
         CallError::Trap(_) => (500, "PluginFailed", Failure::Trap),
@@ -178,12 +214,7 @@ fn failure_reply(kernel: &Kernel, index: usize, error: &CallError, request_id: &
     };
     kernel.metrics.failure(index, failure);
     tracing::error!(plugin, request_id, error = %error, "plugin call failed");
-    let message = match error {
-        // Trap details stay in the log; the client learns only that it failed.
-        CallError::Trap(_) => "the plugin failed while handling this request".to_string(),
-        other => other.to_string(),
-    };
-    error_reply(status, code, &message, request_id)
+    (status, code)
 }
 
 fn into_hyper(reply: Reply, request_id: &str) -> hyper::Response<Full<Bytes>> {

@@ -3,6 +3,7 @@
 
 mod dispatch;
 mod kernel_routes;
+mod sockets;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,7 +84,7 @@ pub async fn serve(kernel: Arc<Kernel>, listen: SocketAddr) -> anyhow::Result<()
                 let _ = stream.set_nodelay(true);
                 let kernel = kernel.clone();
                 let service = service_fn(move |req| dispatch::handle(kernel.clone(), peer, req));
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {

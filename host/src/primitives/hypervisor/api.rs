@@ -25,6 +25,7 @@ pub use super::sim::SimBackend;
 use super::config::{HypervisorSettings, QEMU_BACKEND};
 use super::qemu::QemuBackend;
 use crate::db::{Database, DbError};
+use crate::events::{EventBus, HYPERVISOR_VM};
 
 /// Longest VM, snapshot or image name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -514,6 +515,8 @@ pub struct Size {
 #[derive(Clone)]
 pub struct Hypervisor {
     backend: Arc<dyn HypervisorBackend>,
+    /// Where VM changes are announced (`hypervisor.vm`), when the kernel listens.
+    events: Option<EventBus>,
 }
 
 impl fmt::Debug for Hypervisor {
@@ -541,7 +544,45 @@ impl Hypervisor {
     }
 
     pub fn with_backend(backend: Arc<dyn HypervisorBackend>) -> Self {
-        Hypervisor { backend }
+        Hypervisor {
+            backend,
+            events: None,
+        }
+    }
+
+    /// Announce every VM change on `events`.
+    pub fn with_events(mut self, events: EventBus) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Publishes the VM as it is now, if anyone listens.
+    fn changed(&self, id: &str, change: &str) {
+        let Some(events) = self.events.as_ref().filter(|e| e.has_subscribers()) else {
+            return;
+        };
+        if let Ok(Some(vm)) = self.backend.get_vm(id) {
+            let payload = serde_json::json!({
+                "id": vm.id, "name": vm.name, "owner": vm.owner, "state": vm.state.as_str(),
+                "change": change, "creator": vm.creator,
+            });
+            events.publish(HYPERVISOR_VM, payload.to_string());
+        }
+    }
+
+    /// `changed` for a result that names the VM.
+    /// `change` is the operation asked for, or `completed` / `failed` when
+    /// its job ends.
+    fn announce<T>(
+        &self,
+        result: Result<T, HvError>,
+        id: impl Fn(&T) -> &str,
+        change: impl Fn(&T) -> &'static str,
+    ) -> Result<T, HvError> {
+        if let Ok(value) = &result {
+            self.changed(id(value), change(value));
+        }
+        result
     }
 
     /// How long the job worker should wait before calling `complete`.
@@ -603,13 +644,15 @@ impl Hypervisor {
         let spec = checked_spec(spec)?;
         check_principal("caller", caller)?;
         check_principal("plugin", plugin)?;
-        self.backend.create_vm(&spec, caller, plugin)
+        let created = self.backend.create_vm(&spec, caller, plugin);
+        self.announce(created, |(vm, _)| &vm.id, |_| Operation::Create.as_str())
     }
 
     /// Starts, stops, reboots or deletes a VM per [`VmAction::rule`].
     pub fn act(&self, id: &str, action: VmAction, caller: &str) -> Result<Transition, HvError> {
         check_principal("caller", caller)?;
-        self.backend.act(id, action, caller)
+        let acted = self.backend.act(id, action, caller);
+        self.announce(acted, |t| &t.vm_id, |t| t.action.as_str())
     }
 
     /// A stopped VM's new size, checked against its node; its disk cannot shrink.
@@ -628,14 +671,16 @@ impl Hypervisor {
         };
         check_size(size)?;
         check_principal("caller", caller)?;
-        self.backend.resize(id, size, caller)
+        let resized = self.backend.resize(id, size, caller);
+        self.announce(resized, |t| &t.vm_id, |t| t.action.as_str())
     }
 
     /// `Conflict` if the owner has another VM, not deleted, of that name.
     pub fn rename(&self, id: &str, name: &str, caller: &str) -> Result<Vm, HvError> {
         check_text("vm name", name, MAX_NAME_CHARS)?;
         check_principal("caller", caller)?;
-        self.backend.rename(id, name, caller)
+        let renamed = self.backend.rename(id, name, caller);
+        self.announce(renamed, |vm| &vm.id, |_| Operation::Rename.as_str())
     }
 
     /// CloudAPI's Enable/DisableMachineDeletionProtection; not in the WIT yet.
@@ -670,7 +715,8 @@ impl Hypervisor {
         caller: &str,
     ) -> Result<Transition, HvError> {
         check_principal("caller", caller)?;
-        self.backend.snapshot_rollback(id, name, caller)
+        let rolled = self.backend.snapshot_rollback(id, name, caller);
+        self.announce(rolled, |t| &t.vm_id, |t| t.action.as_str())
     }
 
     pub fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError> {
@@ -702,14 +748,16 @@ impl Hypervisor {
     /// Finishes a transition: the VM reaches its target state and the audit entry
     /// succeeds. Completing a completed transition again returns the VM unchanged.
     pub fn complete(&self, transition: &str) -> Result<Vm, HvError> {
-        self.backend.complete(transition)
+        let done = self.backend.complete(transition);
+        self.announce(done, |vm| &vm.id, |_| "completed")
     }
 
     /// Fails a transition: the VM becomes `failed` and the audit entry records the
     /// reason. Failing a failed transition again returns the VM unchanged.
     pub fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError> {
         let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
-        self.backend.fail(transition, &reason)
+        let failed = self.backend.fail(transition, &reason);
+        self.announce(failed, |vm| &vm.id, |_| "failed")
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tessera_sdk::sockets::{self, Socket, SocketEvent, SocketReply};
 use tessera_sdk::{Plugin, Request, Response};
 
 /// Global state: must start at zero in every request (fresh instance).
@@ -39,11 +40,21 @@ impl Plugin for Hostile {
                     Err(e) => Response::text(403, &e.to_string()),
                 }
             }
+            // A socket whose state names the topic it subscribes to on open.
+            "/ws" => sockets::accept(&req.query_param("topic").unwrap_or_default()),
             "/print" => {
                 println!("hello from hostile stdout");
                 Response::text(200, "printed")
             }
             _ => Response::text(404, "no such route"),
+        }
+    }
+
+    /// Subscribes to whatever topic it was told, granted or not.
+    fn on_socket(socket: Socket, event: SocketEvent) -> SocketReply {
+        match event {
+            SocketEvent::Opened => SocketReply::new().subscribe(socket.state),
+            _ => SocketReply::new(),
         }
     }
 }
