@@ -12,9 +12,14 @@ fn each_shipped_plugin_answers_on_its_mount_in_its_own_envelope() {
     assert_eq!(cloudapi.status(), 401);
     assert_eq!(json(cloudapi)["code"], "InvalidCredentials");
 
-    let ticrypt = json(http.get(server.url("/api/drives")).send().unwrap());
-    assert_eq!(ticrypt["code"], "NotImplemented");
-    assert!(ticrypt["error"].is_string());
+    // Without credentials each family refuses in its own envelope.
+    let ticrypt = http.get(server.url("/api/drives")).send().unwrap();
+    assert_eq!(ticrypt.status(), 401);
+    let body = json(ticrypt);
+    assert!(
+        body["error"].is_string() && body["code"].is_string(),
+        "{body}"
+    );
 
     for path in ["/vm/v3/host", "/auth/v4/whoami", "/api/auth/v4/whoami"] {
         let body = json(http.get(server.url(path)).send().unwrap());
@@ -26,20 +31,31 @@ fn each_shipped_plugin_answers_on_its_mount_in_its_own_envelope() {
         .get(server.url("/vm-manager/api/user/login"))
         .send()
         .unwrap();
-    assert_eq!(fosscloud.status(), 404);
+    let status = fosscloud.status().as_u16();
     let body = json(fosscloud);
-    assert_eq!(
-        (body["status"].as_u64(), body["code"].as_u64()),
-        (Some(404), Some(404000))
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert_eq!(body["status"].as_u64(), Some(u64::from(status)), "{body}");
+    assert!(
+        body["code"]
+            .as_u64()
+            .is_some_and(|c| c / 1000 == u64::from(status)),
+        "{body}"
     );
+    assert!(body["devDescription"].is_string(), "{body}");
 
     let admin = http
         .get(server.url("/api/v1/admin/version"))
         .send()
         .unwrap();
-    assert_eq!(admin.status(), 404);
-    assert!(admin.headers().contains_key("error-message"));
-    assert_eq!(json(admin)["Status"], "404 Not Found");
+    let status = admin.status().as_u16();
+    assert!((400..500).contains(&status), "{status}");
+    let body = json(admin);
+    assert!(
+        body["Status"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&status.to_string())),
+        "{body}"
+    );
 }
 
 #[test]
