@@ -1836,3 +1836,68 @@ fn unknown_routes_and_methods_get_the_envelope() {
     let (status, body) = call(&site, Method::PUT, "/api/drives", &site.drive, None);
     assert_error((status, body), 405, "MethodNotAllowed");
 }
+
+#[test]
+fn concurrent_vm_creations_cannot_pass_a_team_quota_together() {
+    let site = site();
+    let team = create_team(&site, "race");
+    brick(&site, "one", 1, GIB, json!({}));
+    set_quotas(&site, &team, json!({"cores": 2}), None);
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| s.spawn(|| create_vm(&site, "one", &team)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let created = statuses.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(created, 2, "{statuses:?}");
+    for (status, body) in statuses.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(
+            (*status, body["code"].as_str()),
+            (403, Some("QuotaExceeded")),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn team_drives_count_against_the_drives_storage_quota() {
+    let site = site();
+    add_user(&site.server, "bob", "bob password 1234", false);
+    let team = create_team(&site, "storage");
+    set_quotas(
+        &site,
+        &team,
+        json!({"storage": {"drives": 3 * GIB}}),
+        Some(json!({"storage": {"drives": 2 * GIB}})),
+    );
+    let drive = |owner: &str, gib: u64| {
+        admin_call(
+            &site.server,
+            Method::POST,
+            "/api/admin/drives",
+            Some(json!({"name": "d", "owner": owner, "capacity": gib * GIB, "team": team})),
+        )
+    };
+    assert_eq!(drive("alice", 2).0, 200);
+    let (status, refused) = drive("alice", 1);
+    assert_error((status, refused.clone()), 403, "QuotaExceeded");
+    assert!(
+        refused["error"].as_str().unwrap().starts_with("per-user"),
+        "{refused}"
+    );
+    assert_eq!(drive("bob", 1).0, 200);
+    let (status, refused) = drive("bob", 1);
+    assert_error((status, refused.clone()), 403, "QuotaExceeded");
+    assert!(
+        refused["error"].as_str().unwrap().starts_with("team"),
+        "{refused}"
+    );
+    let (status, _) = admin_call(
+        &site.server,
+        Method::POST,
+        "/api/admin/drives",
+        Some(json!({"name": "d", "owner": "bob", "capacity": 5 * GIB})),
+    );
+    assert_eq!(status, 200, "a drive of no team has no team quota");
+}

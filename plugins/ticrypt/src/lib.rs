@@ -33,6 +33,7 @@
 mod auth;
 mod errors;
 mod fields;
+mod lock;
 mod model;
 mod quota;
 mod routes;

@@ -7,6 +7,7 @@ use tessera_sdk::{Params, Request, Response};
 use crate::auth::{Caller, find_account};
 use crate::errors::{ApiError, ApiResult};
 use crate::fields::Fields;
+use crate::lock::TeamLock;
 use crate::model::{Attachment, DriveInfo, DriveState, MIB, StoredDrive, new_id, now_millis};
 use crate::quota::{self, DRIVE_STORAGE, Usage};
 use crate::store::{self, DRIVES, PROJECTS};
@@ -40,10 +41,16 @@ pub fn create(req: &Request, _: &Caller, _: &Params) -> ApiResult<Response> {
         .unwrap_or_else(store::default_realm_id);
     store::realm(&realm_id)?;
     let team = body.opt_str("team", 64)?;
-    if let Some(team_id) = &team {
-        let (team, _) = store::team(team_id)?;
-        check_team_storage(&team, &owner.id, capacity)?;
-    }
+    // Held until the drive is stored, so its capacity is seen by the next check.
+    let _lock = match &team {
+        Some(team_id) => {
+            let (team, _) = store::team(team_id)?;
+            let lock = TeamLock::acquire(&team.id)?;
+            check_team_storage(&team, &owner.id, capacity)?;
+            Some(lock)
+        }
+        None => None,
+    };
     let project = body.opt_str("project", 64)?;
     if let Some(project) = &project
         && PROJECTS.get::<serde_json::Value>(project)?.is_none()

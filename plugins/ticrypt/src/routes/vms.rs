@@ -12,6 +12,7 @@ use tessera_sdk::{Params, Request, Response};
 use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult};
 use crate::fields::Fields;
+use crate::lock::TeamLock;
 use crate::model::{BrickInfo, MIB, TeamInfo, now_millis};
 use crate::quota::{self, Usage, VM_STORAGE};
 use crate::routes::images;
@@ -133,6 +134,8 @@ pub fn create(req: &Request, caller: &Caller, _: &Params) -> ApiResult<Response>
         .value;
     let (team, _) = store::team(&body.text("team", 64)?)?;
     admit(&brick, &team, caller)?;
+    // Held until the VM exists, so its usage is seen by the next check.
+    let _lock = TeamLock::acquire(&team.id)?;
     let image_id = brick.image_id.clone().ok_or_else(|| {
         ApiError::new(
             409,
