@@ -19,3 +19,4 @@ mod routing;
 mod sockets;
 mod storage;
 mod ticrypt;
+mod vmmanager;

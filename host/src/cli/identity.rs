@@ -4,7 +4,6 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,8 +13,7 @@ use serde_json::{Value, json};
 use super::SiteArgs;
 use crate::db::Database;
 use crate::primitives::auth::{
-    Account, AccountUpdate, Auth, NewAccount, SshKey, SystemClock, TokenFormat, TokenInfo,
-    TokenRequest,
+    Account, AccountUpdate, Auth, NewAccount, SshKey, TokenFormat, TokenInfo, TokenRequest,
 };
 
 #[derive(Subcommand)]
@@ -114,7 +112,8 @@ impl StoreArgs {
 
     fn open(&self) -> anyhow::Result<Auth> {
         let (site, db) = self.open_db()?;
-        let auth = Auth::new(db, site.auth, Arc::new(SystemClock))?;
+        let clock = site.auth.clock();
+        let auth = Auth::new(db, site.auth, clock)?;
         Ok(auth.with_origin("cli", "local"))
     }
 }

@@ -32,7 +32,7 @@ pub struct Primitives {
 
 impl Primitives {
     pub fn open(db: Database, site: &crate::config::SiteConfig) -> anyhow::Result<Self> {
-        let auth = auth::Auth::new(db.clone(), site.auth.clone(), Arc::new(auth::SystemClock))?;
+        let auth = auth::Auth::new(db.clone(), site.auth.clone(), site.auth.clock())?;
         let queue = jobs::JobQueue::new(
             db.clone(),
             site.jobs.clone(),

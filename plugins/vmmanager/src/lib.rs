@@ -1,26 +1,115 @@
-//! VMmanager 6, mounted at `/vm/v3`, `/auth/v4` and `/api/auth/v4`. This
-//! first version routes nothing yet: every request gets VMmanager's
-//! `{"error":{"code","msg","value"}}` envelope.
+//! VMmanager 6, mounted at `/vm/v3`, `/auth/v4` and `/api/auth/v4`: session auth, the list-filter language, and hosts, nodes, clusters, OS images, disks and tasks on the site's hypervisor.
+//!
+//! Routes (relative to each mount; a trailing `/` is ignored):
+//!
+//! ```text
+//! /auth/v4 and /api/auth/v4
+//!   POST   /public/token          {email, password} -> {id, token, confirmed, expires_at}
+//!   POST   /public/key            {key} -> a session for the key's user (one use)
+//!   POST   /token                 {expires_at, description} -> a token with a fixed end
+//!   GET    /setting/token_ttl     minutes a session lives unused
+//!   POST   /setting/token_ttl     {value} (admins)
+//!   POST   /user/:email/key       (admins) -> {id, key}
+//!   GET    /whoami
+//! /vm/v3                          lists take ?where=&orderby=&limit=
+//!   GET    /host                  POST /host (create, a task)
+//!   GET    /host/:id              POST /host/:id (edit)      DELETE /host/:id (a task)
+//!   POST   /host/:id/start|stop|restart (tasks)   POST /host/:id/resource (a task)
+//!   GET    /node   /node/:id      POST /node/:id {cluster} (admins)
+//!   GET    /cluster /cluster/:id  POST /cluster, POST /cluster/:id (admins)
+//!   GET    /os     /os/:id
+//!   GET    /disk   /disk/:id
+//!   GET    /task   /task/:id
+//! ```
 
-use tessera_sdk::{Plugin, Request, Response};
+mod auth;
+mod errors;
+mod filter;
+mod hosts;
+mod inventory;
+mod listing;
+mod meta;
+mod model;
+mod resources;
+mod schema;
+mod tasks;
+
+use errors::{ApiError, ApiResult, code};
+use tessera_sdk::{Job, JobOutcome, Params, Plugin, Request, Response, RouteMatch, Router};
+
+type Handler = fn(&Request, &Params) -> ApiResult<Response>;
+
+fn auth_routes() -> Router<Handler> {
+    Router::<Handler>::new()
+        .add("POST", "/public/token", auth::login)
+        .add("POST", "/public/key", auth::login_with_key)
+        .add("POST", "/token", auth::create_token)
+        .add("GET", "/setting/token_ttl", auth::get_token_ttl)
+        .add("POST", "/setting/token_ttl", auth::set_token_ttl)
+        .add("POST", "/user/:email/key", auth::create_key)
+        .add("GET", "/whoami", auth::whoami)
+}
+
+fn vm_routes() -> Router<Handler> {
+    Router::<Handler>::new()
+        .add("GET", "/host", hosts::list)
+        .add("POST", "/host", hosts::create)
+        .add("GET", "/host/:id", hosts::get)
+        .add("POST", "/host/:id", hosts::edit)
+        .add("DELETE", "/host/:id", hosts::delete)
+        .add("POST", "/host/:id/start", hosts::start)
+        .add("POST", "/host/:id/stop", hosts::stop)
+        .add("POST", "/host/:id/restart", hosts::restart)
+        .add("POST", "/host/:id/resource", hosts::resize)
+        .add("GET", "/node", resources::list_nodes)
+        .add("GET", "/node/:id", resources::get_node)
+        .add("POST", "/node/:id", resources::edit_node)
+        .add("GET", "/cluster", resources::list_clusters)
+        .add("POST", "/cluster", resources::create_cluster)
+        .add("GET", "/cluster/:id", resources::get_cluster)
+        .add("POST", "/cluster/:id", resources::edit_cluster)
+        .add("GET", "/os", resources::list_os)
+        .add("GET", "/os/:id", resources::get_os)
+        .add("GET", "/disk", resources::list_disks)
+        .add("GET", "/disk/:id", resources::get_disk)
+        .add("GET", "/task", resources::list_tasks)
+        .add("GET", "/task/:id", resources::get_task)
+}
 
 struct VmManager;
 
-/// Error code for a function this server does not offer (yet).
-const NOT_IMPLEMENTED: u32 = 1000;
-
 impl Plugin for VmManager {
     fn handle(req: Request) -> Response {
-        Response::json(
-            501,
-            &serde_json::json!({
-                "error": {
-                    "code": NOT_IMPLEMENTED,
-                    "msg": "Not implemented",
-                    "value": format!("{} {}", req.method, req.path),
-                }
-            }),
-        )
+        let routes = if req.mount.trim_end_matches('/').ends_with("/auth/v4") {
+            auth_routes()
+        } else {
+            vm_routes()
+        };
+        // `/vm/v3/host/` is the spec's own spelling of the list.
+        let path = match req.subpath.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        let result = match routes.route(&req.method, path) {
+            RouteMatch::Found(handler, params) => handler(&req, &params),
+            RouteMatch::MethodNotAllowed(allowed) => {
+                Err(
+                    ApiError::new(405, code::METHOD_NOT_ALLOWED, "Method not allowed")
+                        .with_header("allow", allowed.join(", ")),
+                )
+            }
+            RouteMatch::NotFound => Err(ApiError::new(404, code::NOT_FOUND, "Unknown function")
+                .with_value(serde_json::json!({ "path": req.path }))),
+        };
+        result.unwrap_or_else(ApiError::into_response)
+    }
+
+    fn run_job(job: Job) -> JobOutcome {
+        match job.kind.as_str() {
+            "host_create" | "host_start" | "host_stop" | "host_restart" | "host_delete"
+            | "host_edit_resource" => tasks::run(&job),
+            other => JobOutcome::Failed(("UnknownKind".into(), format!("no task kind {other}"))),
+        }
     }
 }
 

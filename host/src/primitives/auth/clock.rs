@@ -1,5 +1,6 @@
 //! Where the auth primitive reads the time: the system clock, or a hand-set one for tests.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +19,31 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, duration_ms)
+    }
+}
+
+/// The system clock plus a signed offset in milliseconds read from a file at
+/// every call (absent or unreadable: no offset). It lets an end-to-end test, which
+/// talks to a separate kernel process, age tokens without sleeping; the site
+/// config names the file (`auth.clock_offset_file`), which real sites never set.
+#[derive(Debug, Clone)]
+pub struct OffsetFileClock {
+    path: PathBuf,
+}
+
+impl OffsetFileClock {
+    pub fn new(path: PathBuf) -> Self {
+        OffsetFileClock { path }
+    }
+}
+
+impl Clock for OffsetFileClock {
+    fn now_ms(&self) -> u64 {
+        let offset = std::fs::read_to_string(&self.path)
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        SystemClock.now_ms().saturating_add_signed(offset)
     }
 }
 

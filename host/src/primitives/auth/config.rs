@@ -1,8 +1,12 @@
 //! The `[auth]` section of the site config: brute-force thresholds and the password hashing cost.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::AuthError;
+use super::clock::{Clock, OffsetFileClock, SystemClock};
 
 /// Tunables of the auth primitive; every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -19,6 +23,10 @@ pub struct AuthSettings {
     pub argon2_m_kib: u32,
     pub argon2_t: u32,
     pub argon2_p: u32,
+    /// For end-to-end tests only: a file holding a number of milliseconds the auth
+    /// clock runs ahead of the system clock, read at every look at the time, so a
+    /// test can age sessions and keys without sleeping. Never set on a real site.
+    pub clock_offset_file: Option<PathBuf>,
 }
 
 impl Default for AuthSettings {
@@ -30,6 +38,7 @@ impl Default for AuthSettings {
             argon2_m_kib: 19_456,
             argon2_t: 2,
             argon2_p: 1,
+            clock_offset_file: None,
         }
     }
 }
@@ -42,6 +51,14 @@ impl AuthSettings {
             argon2_t: 1,
             argon2_p: 1,
             ..AuthSettings::default()
+        }
+    }
+
+    /// The clock the auth primitive reads: the system's, unless a test moved it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        match &self.clock_offset_file {
+            Some(path) => Arc::new(OffsetFileClock::new(path.clone())),
+            None => Arc::new(SystemClock),
         }
     }
 
@@ -68,6 +85,25 @@ mod tests {
     fn an_empty_section_takes_the_defaults() -> Result<(), toml::de::Error> {
         let settings: AuthSettings = toml::from_str("")?;
         assert_eq!(settings, AuthSettings::default());
+        Ok(())
+    }
+
+    #[test]
+    fn a_clock_offset_file_moves_the_clock() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("offset");
+        let settings: AuthSettings = toml::from_str(&format!(
+            "clock_offset_file = {:?}",
+            path.display().to_string()
+        ))?;
+        let clock = settings.clock();
+        let before = SystemClock.now_ms();
+        std::fs::write(&path, "3600000")?;
+        let moved = clock.now_ms();
+        assert!(
+            moved >= before + 3_600_000 && moved < before + 3_660_000,
+            "{moved}"
+        );
         Ok(())
     }
 

@@ -41,7 +41,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use audit::AuditEntry;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetFileClock, SystemClock};
 pub use config::AuthSettings;
 pub use crypto::{constant_time_eq, hmac_sha256, random_bytes, sha256};
 
