@@ -147,6 +147,8 @@ fn outcome_of(result: Result<JobOutcome, CallError>) -> Outcome {
                 CallError::MemoryCap(_) => "JobMemoryLimit",
                 CallError::Busy => "Busy",
                 CallError::Trap(_) => "JobTrapped",
+                // Jobs answer no response; listed for completeness.
+                CallError::ResponseTooLarge { .. } => "JobTrapped",
             };
             Outcome::Failed {
                 code: code.into(),

@@ -128,7 +128,7 @@ fn a_valid_site_passes_the_check() {
     let path = dir.path().join("site.toml");
     std::fs::write(
         &path,
-        format!("[plugins.h]\nsource = '{HOSTILE_WASM}'\nmounts = ['/h']\n"),
+        format!("[plugins.h]\nsource = '{HOSTILE_WASM}'\nmounts = ['/h']\ngrants = ['storage']\n"),
     )
     .unwrap();
     let (code, out, err) = run_cli(&["config", "check", "--config", path.to_str().unwrap()]);

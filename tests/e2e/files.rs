@@ -5,7 +5,7 @@ use crate::harness::{HOSTILE_WASM, Server, client, test_site};
 
 fn site_with_files() -> String {
     format!(
-        "[plugins.hostile]\nsource = \"{HOSTILE_WASM}\"\nmounts = [\"/hostile\"]\ngrants = [\"files\"]\n"
+        "[plugins.hostile]\nsource = \"{HOSTILE_WASM}\"\nmounts = [\"/hostile\"]\ngrants = [\"files\", \"storage\"]\n"
     )
 }
 

@@ -34,6 +34,10 @@ transition_delay_ms = 0
 [plugins.hostile]
 source = "{HOSTILE_WASM}"
 mounts = ["/hostile"]
+grants = ["storage"]
+[plugins.hostile.limits]
+response_limit_bytes = 1048576
+log_lines_per_call = 100
 "#
     )
 }

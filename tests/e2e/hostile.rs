@@ -121,3 +121,89 @@ fn plugin_stdout_goes_to_the_log_tagged_with_the_plugin() {
         "{log}"
     );
 }
+
+#[test]
+fn a_log_flood_is_cut_at_the_call_budget_and_counted() {
+    let server = Server::with_site(&test_site());
+    // Within the budget: every line kept, the 20 000-byte one cut at 8 KiB.
+    let few = client()
+        .get(server.url("/hostile/log-flood?lines=10"))
+        .send()
+        .unwrap();
+    assert_eq!(few.status(), 200);
+    let log = server.log();
+    assert_eq!(log.matches("flood line").count(), 10);
+    assert!(log.contains("bytes cut]"), "the long line is cut");
+    assert!(!log.contains(&"x".repeat(9000)));
+
+    let flood = client()
+        .get(server.url("/hostile/log-flood"))
+        .send()
+        .unwrap();
+    assert_eq!(flood.status(), 200);
+    assert_eq!(get_status(&server, "/hello/hello"), 200);
+    let log = server.log();
+    assert_eq!(
+        log.matches("flood line").count(),
+        110,
+        "log_lines_per_call = 100 in the test site"
+    );
+    assert!(log.contains("log lines dropped"), "one warning says so");
+    // 100 000 lines and one printed line asked, 100 kept.
+    assert_metrics(
+        &server,
+        &["tessera_plugin_log_dropped_total{plugin=\"hostile\"} 99901"],
+    );
+}
+
+#[test]
+fn a_response_past_the_limit_is_refused_and_counted() {
+    let server = Server::with_site(&test_site());
+    let small = client()
+        .get(server.url("/hostile/huge?mib=0"))
+        .send()
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    let resp = client()
+        .get(server.url("/hostile/huge?mib=2"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    let body = json(resp);
+    assert_eq!(body["code"], "PluginResponseTooLarge");
+    assert!(
+        body["message"].as_str().unwrap().contains("1048576"),
+        "{body}"
+    );
+    assert_metrics(
+        &server,
+        &["tessera_plugin_response_too_large_total{plugin=\"hostile\"} 1"],
+    );
+    assert_eq!(get_status(&server, "/hostile/ok"), 200);
+}
+
+#[test]
+fn the_environment_offers_a_plugin_nothing() {
+    let server = Server::with_site(&test_site());
+    let resp = client().get(server.url("/hostile/env")).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().unwrap(), "vars=0 args=0");
+}
+
+#[test]
+fn storage_in_a_tight_loop_is_stopped_by_the_time_budget() {
+    let server = Server::with_site(&test_site());
+    let looping = {
+        let url = server.url("/hostile/storage-loop");
+        thread::spawn(move || client().get(url).send().unwrap())
+    };
+    assert_eq!(get_status(&server, "/hello/hello"), 200);
+    let resp = looping.join().unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(json(resp)["code"], "PluginTimeout");
+    assert_metrics(
+        &server,
+        &["tessera_plugin_timeouts_total{plugin=\"hostile\"} 1"],
+    );
+    assert_eq!(get_status(&server, "/hostile/ok"), 200);
+}

@@ -27,6 +27,12 @@ pub fn memory_mib() -> u64 {
 pub fn body_limit_bytes() -> u64 {
     10 * 1024 * 1024
 }
+pub fn response_limit_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+pub fn log_lines_per_call() -> u64 {
+    1000
+}
 pub fn max_instances() -> u32 {
     256
 }

@@ -73,6 +73,13 @@ pub struct Limits {
     /// Request body cap, in bytes.
     #[serde(default = "defaults::body_limit_bytes")]
     pub body_limit_bytes: u64,
+    /// Response body cap, in bytes: a bigger answer is a plugin failure.
+    #[serde(default = "defaults::response_limit_bytes")]
+    pub response_limit_bytes: u64,
+    /// Lines one call may write through `log` (and its output streams);
+    /// the rest are dropped and counted.
+    #[serde(default = "defaults::log_lines_per_call")]
+    pub log_lines_per_call: u64,
 }
 
 impl Default for Limits {
@@ -82,6 +89,8 @@ impl Default for Limits {
             job_time_budget_ms: defaults::job_time_budget_ms(),
             memory_mib: defaults::memory_mib(),
             body_limit_bytes: defaults::body_limit_bytes(),
+            response_limit_bytes: defaults::response_limit_bytes(),
+            log_lines_per_call: defaults::log_lines_per_call(),
         }
     }
 }
@@ -100,6 +109,8 @@ pub struct LimitOverrides {
     pub job_time_budget_ms: Option<u64>,
     pub memory_mib: Option<u64>,
     pub body_limit_bytes: Option<u64>,
+    pub response_limit_bytes: Option<u64>,
+    pub log_lines_per_call: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -109,6 +120,10 @@ impl LimitOverrides {
             job_time_budget_ms: self.job_time_budget_ms.unwrap_or(site.job_time_budget_ms),
             memory_mib: self.memory_mib.unwrap_or(site.memory_mib),
             body_limit_bytes: self.body_limit_bytes.unwrap_or(site.body_limit_bytes),
+            response_limit_bytes: self
+                .response_limit_bytes
+                .unwrap_or(site.response_limit_bytes),
+            log_lines_per_call: self.log_lines_per_call.unwrap_or(site.log_lines_per_call),
         }
     }
 }

@@ -130,6 +130,18 @@ impl SiteConfig {
             ),
             ("memory_mib", limits.memory_mib, 1, 4096),
             ("body_limit_bytes", limits.body_limit_bytes, 0, 1 << 32),
+            (
+                "response_limit_bytes",
+                limits.response_limit_bytes,
+                0,
+                1 << 32,
+            ),
+            (
+                "log_lines_per_call",
+                limits.log_lines_per_call,
+                0,
+                1_000_000,
+            ),
         ];
         for (name, value, min, max) in checks {
             if value < min || value > max {

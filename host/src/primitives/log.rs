@@ -18,6 +18,10 @@ impl Host for InstanceState {
     }
 
     fn log(&mut self, level: Level, message: String) {
+        if !self.take_log_line() {
+            return;
+        }
+        let message = crate::runtime::sandbox::bounded_line(&message);
         let plugin = &*self.plugin.name;
         let request_id = &*self.request_id;
         match level {

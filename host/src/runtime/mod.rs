@@ -6,6 +6,7 @@ pub mod builtin;
 mod cache;
 pub mod engine;
 pub mod plugin;
+pub mod sandbox;
 pub mod state;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum CallError {
     Busy,
     #[error("plugin trapped: {0}")]
     Trap(String),
+    #[error("the response of {size} bytes passes the mount's limit of {limit}")]
+    ResponseTooLarge { size: u64, limit: u64 },
 }
 
 pub struct Runtime {
@@ -101,8 +104,17 @@ impl Runtime {
                 .await
         }
         .await;
-        store.data().flush_output();
-        result.map_err(|e| classify(e, budget_ms))
+        store.data_mut().flush_output();
+        let response = result.map_err(|e| classify(e, budget_ms))?;
+        let (size, limit) = (
+            response.body.len() as u64,
+            plugin.ctx.limits.response_limit_bytes,
+        );
+        if size > limit {
+            plugin.ctx.counters.add_response_too_large();
+            return Err(CallError::ResponseTooLarge { size, limit });
+        }
+        Ok(response)
     }
 
     /// Run one step of a job: `run-job` of plugin `index` in a fresh
@@ -121,7 +133,7 @@ impl Runtime {
                 .await
         }
         .await;
-        store.data().flush_output();
+        store.data_mut().flush_output();
         result.map_err(|e| classify(e, budget_ms))
     }
 
@@ -147,7 +159,7 @@ impl Runtime {
                 .await
         }
         .await;
-        store.data().flush_output();
+        store.data_mut().flush_output();
         result.map_err(|e| classify(e, budget_ms))
     }
 

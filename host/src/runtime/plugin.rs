@@ -37,6 +37,8 @@ pub struct PluginContext {
     /// With the `files` grant: `<data dir>/files/<plugin>/`, the plugin's only
     /// WASI preopen (seen as `/`); cap-std keeps every path inside it.
     pub files: Option<std::path::PathBuf>,
+    /// Dropped log lines and refused responses, for the metrics.
+    pub counters: super::sandbox::SandboxCounters,
 }
 
 /// A plugin ready to serve: a pre-linked component and what it came from.
@@ -124,6 +126,7 @@ pub fn load(
             .contains(&Grant::Hypervisor)
             .then(|| primitives.compute.clone()),
         grants,
+        counters: Default::default(),
     });
     let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;
     let pre = linker

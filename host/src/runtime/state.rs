@@ -22,6 +22,10 @@ pub struct InstanceState {
     pub memory: MemoryCap,
     /// Epoch ticks the call has used; checked by the deadline callback.
     pub ticks: u64,
+    /// Lines this call has logged (through `log` and its output streams),
+    /// and how many past `log_lines_per_call` were dropped.
+    log_lines: u64,
+    log_dropped: u64,
     wasi: WasiCtx,
     table: ResourceTable,
     stdout: MemoryOutputPipe,
@@ -58,6 +62,8 @@ impl InstanceState {
             peer,
             memory: MemoryCap::new(memory_cap),
             ticks: 0,
+            log_lines: 0,
+            log_dropped: 0,
             wasi,
             table: ResourceTable::new(),
             stdout,
@@ -65,17 +71,42 @@ impl InstanceState {
         }
     }
 
-    /// Forward what the plugin printed to tracing, tagged with its name.
-    pub fn flush_output(&self) {
-        for (stream, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+    /// Whether the call may log one more line; counts it either way.
+    pub fn take_log_line(&mut self) -> bool {
+        if self.log_lines < self.plugin.limits.log_lines_per_call {
+            self.log_lines += 1;
+            true
+        } else {
+            self.log_dropped += 1;
+            false
+        }
+    }
+
+    /// Forward what the plugin printed to tracing, tagged with its name, and
+    /// say once how many lines the call's log budget dropped.
+    pub fn flush_output(&mut self) {
+        for (stream, pipe) in [
+            ("stdout", self.stdout.clone()),
+            ("stderr", self.stderr.clone()),
+        ] {
             let bytes = pipe.contents();
             if bytes.is_empty() {
                 continue;
             }
             for line in String::from_utf8_lossy(&bytes).lines() {
-                tracing::info!(target: "tessera::plugin", plugin = %self.plugin.name,
-                    request_id = %self.request_id, stream, "{line}");
+                if self.take_log_line() {
+                    let line = super::sandbox::bounded_line(line);
+                    tracing::info!(target: "tessera::plugin", plugin = %self.plugin.name,
+                        request_id = %self.request_id, stream, "{line}");
+                }
             }
+        }
+        if self.log_dropped > 0 {
+            self.plugin.counters.add_log_dropped(self.log_dropped);
+            tracing::warn!(target: "tessera::plugin", plugin = %self.plugin.name,
+                request_id = %self.request_id, dropped = self.log_dropped,
+                "log lines dropped past the call's log_lines_per_call");
+            self.log_dropped = 0;
         }
     }
 }

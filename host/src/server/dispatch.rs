@@ -207,12 +207,16 @@ pub fn count_failure(
 ) -> (u16, &'static str) {
     let plugin = &*kernel.runtime.plugins()[index].ctx.name;
     let (status, code, failure) = match error {
-        CallError::Trap(_) => (500, "PluginFailed", Failure::Trap),
-        CallError::Timeout(_) => (503, "PluginTimeout", Failure::Timeout),
-        CallError::MemoryCap(_) => (503, "PluginMemoryLimit", Failure::MemoryCap),
-        CallError::Busy => (503, "Busy", Failure::Busy),
+        CallError::Trap(_) => (500, "PluginFailed", Some(Failure::Trap)),
+        CallError::Timeout(_) => (503, "PluginTimeout", Some(Failure::Timeout)),
+        CallError::MemoryCap(_) => (503, "PluginMemoryLimit", Some(Failure::MemoryCap)),
+        CallError::Busy => (503, "Busy", Some(Failure::Busy)),
+        // Counted by the runtime's sandbox counters.
+        CallError::ResponseTooLarge { .. } => (500, "PluginResponseTooLarge", None),
     };
-    kernel.metrics.failure(index, failure);
+    if let Some(failure) = failure {
+        kernel.metrics.failure(index, failure);
+    }
     tracing::error!(plugin, request_id, error = %error, "plugin call failed");
     (status, code)
 }

@@ -15,9 +15,8 @@ pub fn handle(kernel: &Kernel, method: &hyper::Method, path: &str, request_id: &
         ("/_tessera/metrics", true) => Reply {
             status: 200,
             headers: vec![("content-type".into(), "text/plain; version=0.0.4".into())],
-            body: kernel
-                .metrics
-                .render(kernel.runtime.live_instances())
+            body: (kernel.metrics.render(kernel.runtime.live_instances())
+                + &crate::runtime::sandbox::render(kernel.runtime.plugins()))
                 .into_bytes(),
         },
         ("/_tessera/health" | "/_tessera/metrics", false) => error_reply(

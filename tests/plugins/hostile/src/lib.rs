@@ -42,6 +42,37 @@ impl Plugin for Hostile {
             }
             // A socket whose state names the topic it subscribes to on open.
             "/ws" => sockets::accept(&req.query_param("topic").unwrap_or_default()),
+            // Far more log lines than a call may write.
+            "/log-flood" => {
+                let lines: u64 = req
+                    .query_param("lines")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(100_000);
+                for n in 0..lines {
+                    tessera_sdk::info!("flood line {n}");
+                }
+                // One long printed line (under the 64 KiB output pipe).
+                println!("{}", "x".repeat(20_000));
+                Response::text(200, "flooded")
+            }
+            // A body of `mib` MiB.
+            "/huge" => {
+                let mib: usize = req
+                    .query_param("mib")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(8);
+                Response::new(200).with_body(vec![b'x'; mib << 20])
+            }
+            // What the environment offers: nothing.
+            "/env" => {
+                let vars = std::env::vars().count();
+                let args = std::env::args().count();
+                Response::text(200, &format!("vars={vars} args={args}"))
+            }
+            // Storage calls in a tight loop: only the time budget stops it.
+            "/storage-loop" => loop {
+                let _ = tessera_sdk::storage::Collection::new("spin").get::<String>("key");
+            },
             "/print" => {
                 println!("hello from hostile stdout");
                 Response::text(200, "printed")
