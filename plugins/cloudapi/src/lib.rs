@@ -273,9 +273,14 @@ fn serve(
     let caller = auth::authenticate(request, now_ms)?;
     let named = first_segment(&request.subpath);
     if named != "my" && named != caller.account.login {
-        return Err(ApiError::not_authorized(format!(
-            "You do not have permission to access /{named}"
-        )));
+        // As upstream loads the path's account before authorizing: an unknown login is
+        // 404 (the spec's "ResourceNotFound if :login does not exist"), another's 403.
+        let exists = !named.contains('/') && tessera_sdk::auth::get_account(&named)?.is_some();
+        return Err(if exists {
+            ApiError::not_authorized(format!("You do not have permission to access /{named}"))
+        } else {
+            ApiError::not_found(format!("{named} does not exist"))
+        });
     }
     protocol::throttle::check(&caller.account.id, settings.throttle, now_ms)?;
     let inputs = Inputs::from_request(request)?;

@@ -174,6 +174,31 @@ fn sub_users_are_created_listed_updated_and_deleted() {
         (updated["lastName"].as_str(), updated["country"].as_str()),
         (Some("Builder"), Some("FR"))
     );
+    // Renamed, the user keeps its id; the old login is gone, the new one taken.
+    let (status, _, renamed) =
+        status_json(alice.post("/my/users/bob", &json!({"login": "robert"})));
+    assert_eq!(
+        (status, renamed["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{renamed}"
+    );
+    assert_error(alice.get("/my/users/bob"), 404, "ResourceNotFound");
+    alice.post(
+        "/my/users",
+        &json!({"login": "bob", "email": "bob3@example.com", "password": "secret123secret"}),
+    );
+    assert_error(
+        alice.post("/my/users/robert", &json!({"login": "bob"})),
+        409,
+        "InvalidArgument",
+    );
+    assert_eq!(alice.send("DELETE", "/my/users/bob", None).status(), 204);
+    assert_eq!(
+        alice
+            .post("/my/users/robert", &json!({"login": "bob"}))
+            .status(),
+        200
+    );
 
     let (status, _, changed) = status_json(alice.post(
         "/my/users/bob/change_password",

@@ -197,9 +197,40 @@ fn another_account_s_path_is_not_authorized() {
     let server = site("");
     let alice = account_with_key(&server, "alice");
     add_account(&server, "bob");
-    assert_error(alice.get("/bob"), 403, "NotAuthorized");
-    assert_error(alice.get("/bob/keys"), 403, "NotAuthorized");
+    for path in [
+        "/bob",
+        "/bob/limits",
+        "/bob/keys",
+        "/bob/users",
+        "/bob/roles",
+        "/bob/policies",
+        "/bob/config",
+        "/bob/datacenters",
+        "/bob/services",
+    ] {
+        assert_error(alice.get(path), 403, "NotAuthorized");
+    }
+    assert_error(
+        alice.post("/bob", &json!({"phone": "1"})),
+        403,
+        "NotAuthorized",
+    );
     assert_eq!(alice.get("/alice/keys").status(), 200);
+}
+
+#[test]
+fn an_unknown_account_in_the_path_is_not_found() {
+    let server = site("");
+    let alice = account_with_key(&server, "alice");
+    for path in [
+        "/nobody",
+        "/nobody/keys",
+        "/nobody/datacenters",
+        "/nobody/services",
+        "/nobody/limits",
+    ] {
+        assert_error(alice.get(path), 404, "ResourceNotFound");
+    }
 }
 
 #[test]

@@ -401,6 +401,36 @@ impl Auth {
         })
     }
 
+    /// Renames an account or sub-user (`PARENT/SUB`); `new_login` is the bare login, which
+    /// must be free where the account lives (among top-level accounts, or the parent's
+    /// sub-users). Keys, tokens and sub-users follow: they belong to the account's id.
+    pub fn rename_account(&self, login: &str, new_login: &str) -> Result<Account, AuthError> {
+        let login = LoginRef::parse(login)?;
+        check_login("login", new_login)?;
+        let now = self.now();
+        self.write(|tx| {
+            let mut stored = existing(tx, login)?;
+            if stored.account.login == new_login {
+                return Ok(stored.account);
+            }
+            let parent = stored.account.parent.clone();
+            check_login_free(tx, LoginRef::new(parent.as_deref(), new_login))?;
+            let was = stored.qualified_login();
+            tx.rename_account(&stored.account.id, new_login, now)?;
+            stored.account.login = new_login.to_owned();
+            stored.account.updated = now;
+            let subject = stored.qualified_login();
+            self.audit(
+                tx,
+                Action::AccountUpdate,
+                &subject,
+                format!("login (was {was})"),
+                now,
+            )?;
+            Ok(stored.account)
+        })
+    }
+
     /// Removes an account with its sub-users, keys and tokens.
     pub fn delete_account(&self, login: &str) -> Result<(), AuthError> {
         let login = LoginRef::parse(login)?;

@@ -47,6 +47,8 @@ pub(super) trait Tx {
     fn update_account(&self, account: &StoredAccount) -> Result<(), AuthError>;
     /// Removes the account and, through the foreign keys, its sub-users, keys and tokens.
     fn delete_account(&self, id: &str) -> Result<(), AuthError>;
+    /// Gives the account another login; its keys, tokens and sub-users follow by id.
+    fn rename_account(&self, id: &str, login: &str, updated: u64) -> Result<(), AuthError>;
 
     fn keys(&self, account_id: &str) -> Result<Vec<StoredKey>, AuthError>;
     fn key_by_name(&self, account_id: &str, name: &str) -> Result<Option<StoredKey>, AuthError>;
@@ -425,6 +427,14 @@ impl Tx for SqliteTx<'_> {
 
     fn delete_account(&self, id: &str) -> Result<(), AuthError> {
         self.execute("DELETE FROM auth_accounts WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    fn rename_account(&self, id: &str, login: &str, updated: u64) -> Result<(), AuthError> {
+        self.execute(
+            "UPDATE auth_accounts SET login = ?2, updated = ?3 WHERE id = ?1",
+            params![id, login, updated],
+        )?;
         Ok(())
     }
 

@@ -390,6 +390,65 @@ fn a_new_password_replaces_the_old_one() -> Result {
 }
 
 #[test]
+fn a_renamed_sub_user_keeps_its_id_and_keys() -> Result {
+    let site = site();
+    site.account("alice")?;
+    let bob = site.sub_user("alice", "bob")?;
+    site.auth.add_key("alice/bob", "laptop", RSA_PUBLIC)?;
+    site.advance(5);
+    let robert = site.auth.rename_account("alice/bob", "robert")?;
+    assert_eq!(
+        (robert.id.as_str(), robert.login.as_str()),
+        (bob.id.as_str(), "robert")
+    );
+    assert!(robert.updated > bob.updated);
+    assert_eq!(site.auth.get_account("alice/bob")?, None);
+    assert_eq!(
+        site.auth.get_account("alice/robert")?.map(|a| a.id),
+        Some(bob.id)
+    );
+    assert_eq!(site.auth.list_keys("alice/robert")?.len(), 1);
+    let signer = site.sign_rsa(&format!("/alice/users/robert/keys/{RSA_MD5}"))?;
+    assert_eq!(signer.account.login, "robert");
+    Ok(())
+}
+
+#[test]
+fn a_rename_to_a_taken_or_malformed_login_is_refused() -> Result {
+    let site = site();
+    site.account("alice")?;
+    site.account("carol")?;
+    site.sub_user("alice", "bob")?;
+    site.sub_user("alice", "dave")?;
+    assert!(matches!(
+        site.auth.rename_account("alice/bob", "dave"),
+        Err(AuthError::Conflict(_))
+    ));
+    assert!(matches!(
+        site.auth.rename_account("alice", "carol"),
+        Err(AuthError::Conflict(_))
+    ));
+    assert!(matches!(
+        site.auth.rename_account("alice/bob", "9bad"),
+        Err(AuthError::Invalid(_))
+    ));
+    assert!(matches!(
+        site.auth.rename_account("alice/nobody", "x1"),
+        Err(AuthError::NotFound(_))
+    ));
+    // A sub-user may take a top-level login: logins are unique within their parent.
+    assert_eq!(
+        site.auth.rename_account("alice/bob", "carol")?.login,
+        "carol"
+    );
+    assert_eq!(
+        site.auth.rename_account("alice/carol", "carol")?.login,
+        "carol"
+    );
+    Ok(())
+}
+
+#[test]
 fn deleting_an_account_removes_its_sub_users_keys_and_tokens() -> Result {
     let site = site();
     site.account("alice")?;

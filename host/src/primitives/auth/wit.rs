@@ -183,6 +183,13 @@ impl wit::Host for InstanceState {
     fn random_bytes(&mut self, len: u32) -> Vec<u8> {
         super::random_bytes(len)
     }
+
+    fn rename_account(&mut self, login: String, new_login: String) -> WitResult<wit::Account> {
+        Ok(self
+            .auth_admin()?
+            .rename_account(&login, &new_login)?
+            .into())
+    }
 }
 
 impl From<AuthError> for wit::AuthError {

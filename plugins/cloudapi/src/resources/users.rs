@@ -121,13 +121,17 @@ pub fn update(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             "use ChangeUserPassword (POST .../change_password) to change a password",
         ));
     }
-    if let Some(login) = ctx.inputs.string("login")?
-        && login != user.login
-    {
-        return Err(ApiError::invalid_argument(
-            "login cannot be changed on this server",
-        ));
-    }
+    let user = match ctx.inputs.string("login")? {
+        Some(login) if login != user.login => {
+            auth::rename_account(&ctx.sub_login(&user.login), &login).map_err(|e| match e {
+                AuthError::Conflict(_) => {
+                    ApiError::invalid_argument(format!("login {login} is already in use"))
+                }
+                other => other.into(),
+            })?
+        }
+        _ => user,
+    };
     let (user, profile) = apply_update(ctx, &user, &ctx.sub_login(&user.login), false)?;
     Ok(Reply::ok(model::account_json(&user, &profile)))
 }
