@@ -40,6 +40,17 @@ enum Secret {
 impl KeyPair {
     /// `kind`: `rsa`, `ecdsa` (P-256) or `ed25519`.
     pub fn generate(kind: &str) -> KeyPair {
+        // ssh-key 0.6 refuses the odd ECDSA scalar whose encoding has a leading zero
+        // byte trimmed (about 1 in 256); such a key is made again.
+        for _ in 0..8 {
+            if let Some(pair) = KeyPair::try_generate(kind) {
+                return pair;
+            }
+        }
+        panic!("ssh-keygen -t {kind} made no key the ssh-key crate reads");
+    }
+
+    fn try_generate(kind: &str) -> Option<KeyPair> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("id");
         let mut cmd = Command::new("ssh-keygen");
@@ -52,7 +63,7 @@ impl KeyPair {
         };
         let status = cmd.status().expect("ssh-keygen runs");
         assert!(status.success(), "ssh-keygen -t {kind}");
-        let private = PrivateKey::read_openssh_file(&path).expect("an OpenSSH private key");
+        let private = PrivateKey::read_openssh_file(&path).ok()?;
         let secret = match private.key_data() {
             KeypairData::Rsa(pair) => {
                 let n = |m: &ssh_key::Mpint| {
@@ -84,14 +95,14 @@ impl KeyPair {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        KeyPair {
+        Some(KeyPair {
             md5: md5.join(":"),
             sha256: parsed.fingerprint(ssh_key::HashAlg::Sha256).to_string(),
             public: public.trim().to_string(),
             public_file,
             secret,
             _dir: dir,
-        }
+        })
     }
 
     /// The algorithm name clients send for this key.
