@@ -87,6 +87,15 @@ impl Database {
         })
     }
 
+    /// The directory holding the database file (the site's data dir).
+    pub fn dir(&self) -> &Path {
+        self.pool
+            .path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
     /// Runs `f` on a pooled connection, outside any explicit transaction.
     pub fn with_conn<R, E: From<DbError>>(
         &self,

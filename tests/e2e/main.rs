@@ -9,6 +9,7 @@ mod cloudapi;
 mod compute;
 mod config_errors;
 mod files;
+mod fosscloud;
 mod hostile;
 mod identity_cli;
 mod jobs;

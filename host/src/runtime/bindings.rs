@@ -8,7 +8,12 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     // Password hashing takes tens of milliseconds: it runs on a blocking
     // thread, so this import is async on the host side.
-    imports: { "tessera:kernel/auth.verify-password": async },
+    // A site key that cannot be read or made fails `seal` loudly (a trap, so a
+    // 500 and a log line) rather than handing back an unsealed value.
+    imports: {
+        "tessera:kernel/auth.verify-password": async,
+        "tessera:kernel/auth.seal": trappable,
+    },
 });
 
 pub use self::tessera::kernel::types::Unsupported;

@@ -29,6 +29,7 @@ mod config;
 mod crypto;
 mod keys;
 mod passwords;
+mod seal;
 mod store;
 mod throttle;
 mod tokens;
@@ -44,6 +45,7 @@ pub use audit::AuditEntry;
 pub use clock::{Clock, ManualClock, OffsetFileClock, SystemClock};
 pub use config::AuthSettings;
 pub use crypto::{constant_time_eq, hmac_sha256, random_bytes, sha256};
+pub use seal::{KEY_FILE as SEAL_KEY_FILE, Sealer};
 
 use crate::db::Database;
 use audit::{Action, Event, Origin, Outcome};
@@ -255,6 +257,8 @@ struct Inner {
     passwords: PasswordHasher,
     throttle: ThrottlePolicy,
     clock: Arc<dyn Clock>,
+    /// The site key for `seal`/`unseal`, in the database's directory (the data dir).
+    sealer: Sealer,
 }
 
 /// The bookkeeping of one authentication attempt.
@@ -282,12 +286,14 @@ impl Auth {
         clock: Arc<dyn Clock>,
     ) -> Result<Auth, AuthError> {
         settings.check()?;
+        let sealer = Sealer::new(db.dir());
         let auth = Auth {
             inner: Arc::new(Inner {
                 store: Box::new(SqliteStore::open(db)?),
                 passwords: PasswordHasher::new(&settings)?,
                 throttle: ThrottlePolicy::new(&settings),
                 clock,
+                sealer,
             }),
             origin: Arc::new(Origin::default()),
         };
@@ -837,6 +843,19 @@ impl Auth {
             }
             Ok(purged)
         })
+    }
+
+    // Sealing.
+
+    /// Encrypts `plaintext` under the site key for `context` (the plugin's
+    /// name); only `unseal` with the same context opens it.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, AuthError> {
+        self.inner.sealer.seal(context, plaintext)
+    }
+
+    /// Opens what `seal` made for `context`; any other value is `InvalidCredentials`.
+    pub fn unseal(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, AuthError> {
+        self.inner.sealer.unseal(context, sealed)
     }
 
     /// The newest `limit` audit entries, newest first.

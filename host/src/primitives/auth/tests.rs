@@ -1512,3 +1512,26 @@ fn list_audit_gives_the_newest_entries_first() -> Result {
     assert_eq!(subjects, ["cat", "ben"]);
     Ok(())
 }
+
+#[test]
+fn seal_keeps_its_key_in_the_data_dir_and_binds_the_plugin() -> Result {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let db = Database::open(&dir.path().join("tessera.db")).expect("a database opens");
+    let auth = Auth::new(
+        db,
+        AuthSettings::fast_hashing_for_tests(),
+        Arc::new(ManualClock::new(START)),
+    )?;
+    assert!(
+        !dir.path().join(SEAL_KEY_FILE).exists(),
+        "made on first use"
+    );
+    let sealed = auth.seal("fosscloud", b"vnc-password")?;
+    assert!(dir.path().join(SEAL_KEY_FILE).exists());
+    assert_eq!(auth.unseal("fosscloud", &sealed)?, b"vnc-password");
+    assert_eq!(
+        auth.unseal("ticrypt", &sealed),
+        Err(AuthError::InvalidCredentials)
+    );
+    Ok(())
+}

@@ -190,6 +190,20 @@ impl wit::Host for InstanceState {
             .rename_account(&login, &new_login)?
             .into())
     }
+
+    fn seal(&mut self, plaintext: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        let auth = self
+            .auth()
+            .map_err(|_| wasmtime::Error::msg("auth is not granted"))?;
+        auth.seal(&self.plugin.name, &plaintext).map_err(|e| {
+            tracing::error!(plugin = %self.plugin.name, error = %e, "seal failed");
+            wasmtime::Error::msg(format!("seal failed: {e}"))
+        })
+    }
+
+    fn unseal(&mut self, sealed: Vec<u8>) -> WitResult<Vec<u8>> {
+        Ok(self.auth()?.unseal(&self.plugin.name, &sealed)?)
+    }
 }
 
 impl From<AuthError> for wit::AuthError {
