@@ -1030,7 +1030,12 @@ fn image_requests_are_validated_against_the_realm_driver() {
         "MissingParameter",
     );
     assert_error(post(with("realm", json!("nowhere"))), 404, "RealmNotFound");
-    assert_error(post(json!({"realm": "libvirt"})), 400, "MissingParameter");
+    assert_error(
+        post(json!({"realm": "libvirt", "name": "n"})),
+        400,
+        "MissingParameter",
+    );
+    assert_error(post(json!({"realm": "nowhere"})), 404, "RealmNotFound");
     assert_error(
         post(with("info", json!({"sourceType": "NDFS"}))),
         400,
@@ -1333,14 +1338,19 @@ fn brick_parameters_are_validated() {
         "InvalidParameter",
     );
     assert_error(
-        patch(with("whitelist", json!({"teamIDs": ["noteam"]}))),
-        404,
-        "TeamNotFound",
+        patch(with("whitelist", json!({"teamIDs": [""]}))),
+        400,
+        "InvalidParameter",
     );
     assert_error(
-        patch(with("whitelist", json!({"userIDs": ["nobody"]}))),
-        404,
-        "UserNotFound",
+        patch(with("whitelist", json!({"userIDs": [1]}))),
+        400,
+        "InvalidParameter",
+    );
+    assert_error(
+        patch(with("whitelist", json!({"groups": []}))),
+        400,
+        "InvalidParameter",
     );
     assert_error(
         patch(with("whitelist", json!(["alice"]))),
@@ -1900,4 +1910,107 @@ fn team_drives_count_against_the_drives_storage_quota() {
         Some(json!({"name": "d", "owner": "bob", "capacity": 5 * GIB})),
     );
     assert_eq!(status, 200, "a drive of no team has no team quota");
+}
+
+/// The spec's curl requests as written (token in the URL and the header),
+/// on a fresh server.
+#[test]
+fn the_spec_curl_examples_work_on_a_fresh_server() {
+    let site = site();
+    let curl = |method: Method, path: &str, token: &str, body: Option<Value>| {
+        let token = token.to_string();
+        send(
+            &site.server,
+            method,
+            &with_token(path, &token),
+            body,
+            move |r| r.header("TC_TOKEN", token),
+        )
+    };
+    // Get VM Images: the example sends a POST with only the realm.
+    let (status, images) = curl(
+        Method::POST,
+        "/api/vms/images",
+        &site.vm,
+        Some(json!({"realm": "libvirt"})),
+    );
+    assert_eq!(status, 200, "{images}");
+    assert!(images.as_array().is_some_and(|a| !a.is_empty()), "{images}");
+    let (status, image) = curl(
+        Method::POST,
+        "/api/vm/images",
+        &site.vm,
+        Some(json!({
+            "realm": "libvirt", "name": "newImage", "description": "My new image", "size": 5368709120u64,
+            "imageType": "linux", "limit": 5,
+            "info": {"pool": "ticrypt-vm-drives", "volume": "rocky8-prod.qcow2", "deviceBusType": "virtio"},
+        })),
+    );
+    assert_eq!(status, 200, "{image}");
+    // Edit Brick, verbatim (its whitelist names ids nobody holds yet).
+    let mut params = spec_brick_params("team1", "user1");
+    params["whitelist"]["userIDs"] = json!(["user1", "user2"]);
+    let (status, brick) = curl(
+        Method::PATCH,
+        "/api/vms/bricks",
+        &site.vm,
+        Some(json!({"id": "brickID", "params": params})),
+    );
+    assert_eq!(status, 200, "{brick}");
+    assert_eq!(
+        brick["whitelist"],
+        json!({"teamIDs": ["team1"], "userIDs": ["user1", "user2"]})
+    );
+    // Teams.
+    assert_eq!(
+        curl(Method::GET, "/api/teams", &site.team, None),
+        (200, json!([]))
+    );
+    let (status, team) = curl(
+        Method::POST,
+        "/api/teams",
+        &site.team,
+        Some(json!({"name": "New Team", "desc": "Description of the new team"})),
+    );
+    assert_eq!(status, 200, "{team}");
+    let (status, quotas) = curl(
+        Method::GET,
+        "/api/teams/quotas",
+        &site.team,
+        Some(json!({"teamID": team["id"]})),
+    );
+    assert_eq!(
+        (status, quotas),
+        (200, json!({"storage": {}, "devices": {}}))
+    );
+    let (status, edited) = curl(
+        Method::PATCH,
+        "/api/teams/quotas",
+        &site.team,
+        Some(json!({"teamID": team["id"], "quotas": {
+            "cores": 10, "memory": 10737418240u64,
+            "storage": {"vault": 53687091200u64, "drives": 107374182400u64}, "devices": {"gpu-nvidia": 2},
+        }})),
+    );
+    assert_eq!(
+        (status, edited["teamQuotas"]["cores"].as_u64()),
+        (200, Some(10)),
+        "{edited}"
+    );
+    // Projects.
+    let project = admin(
+        &site,
+        Method::POST,
+        "/api/admin/projects",
+        json!({"name": "p"}),
+    );
+    assert_eq!(
+        curl(Method::GET, "/api/projects", &site.project, None),
+        (200, json!([project]))
+    );
+    let path = format!("/api/projects/{}", project["id"].as_str().unwrap());
+    assert_eq!(
+        curl(Method::GET, &path, &site.project, None),
+        (200, project)
+    );
 }

@@ -53,6 +53,11 @@ impl Fields {
         }
     }
 
+    /// How many fields are given (`null` ones included).
+    pub fn field_count(&self) -> usize {
+        self.map.len()
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }

@@ -4,7 +4,7 @@
 
 use tessera_sdk::{Params, Request, Response};
 
-use crate::auth::{Caller, find_account};
+use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult};
 use crate::fields::Fields;
 use crate::model::{
@@ -255,18 +255,27 @@ fn validate_nutanix(c: &Fields) -> ApiResult<NutanixBrickConfig> {
     })
 }
 
-/// Teams must exist; users are named by login or id and kept by id.
+/// Lists of ids. A user given by an existing login is kept by account id;
+/// other entries are kept as given (the spec's own example whitelists ids
+/// that need not exist yet, and an id nobody holds admits nobody).
 fn validate_whitelist(w: &Fields) -> ApiResult<BrickWhitelist> {
     w.only(&["teamIDs", "userIDs"])?;
-    let team_ids = w.opt_str_list("teamIDs", 1024)?.unwrap_or_default();
-    for team in &team_ids {
-        store::team(team)?;
-    }
-    let user_ids = w
-        .opt_str_list("userIDs", 1024)?
-        .unwrap_or_default()
-        .iter()
-        .map(|u| find_account(u).map(|a| a.id))
-        .collect::<ApiResult<Vec<_>>>()?;
+    let ids = |key: &str| -> ApiResult<Vec<String>> {
+        let list = w.opt_str_list(key, 1024)?.unwrap_or_default();
+        if list.iter().any(|id| id.trim().is_empty() || id.len() > 64) {
+            return Err(ApiError::invalid(format!(
+                "params.whitelist.{key}: every id has 1 to 64 characters"
+            )));
+        }
+        Ok(list)
+    };
+    let team_ids = ids("teamIDs")?;
+    let user_ids = ids("userIDs")?
+        .into_iter()
+        .map(|u| match tessera_sdk::auth::get_account(&u) {
+            Ok(Some(account)) => account.id,
+            _ => u,
+        })
+        .collect();
     Ok(BrickWhitelist { team_ids, user_ids })
 }

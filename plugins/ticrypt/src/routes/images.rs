@@ -133,8 +133,13 @@ const CREATE_FIELDS: &[&str] = &[
     "settings",
 ];
 
-pub fn create(req: &Request, _: &Caller, _: &Params) -> ApiResult<Response> {
+/// Creates an image; a body with nothing but `realm` lists the realm's
+/// images instead, as the spec's "Get VM Images" curl example sends a POST.
+pub fn create(req: &Request, caller: &Caller, params: &Params) -> ApiResult<Response> {
     let body = Fields::from_body(req)?;
+    if body.has("realm") && body.field_count() == 1 {
+        return list(req, caller, params);
+    }
     body.only(CREATE_FIELDS)?;
     let realm = store::realm(&body.text("realm", 64)?)?;
     let info = body
