@@ -293,11 +293,28 @@ fn serve(
         api_version,
         now_ms,
     };
-    if ctx.caller.user.is_some() {
-        let resource = resources::resolve(&ctx, &rest_segments(&request.subpath))?;
+    let reads = matches!(request.method.as_str(), "GET" | "HEAD");
+    let resource = if ctx.caller.user.is_some() || reads {
+        Some(resources::resolve(&ctx, &rest_segments(&request.subpath))?)
+    } else {
+        None
+    };
+    if let Some(resource) = resource.as_ref().filter(|_| ctx.caller.user.is_some()) {
         rbac::authorize(&ctx, endpoint.action, &resource.path)?;
     }
-    (endpoint.handler)(&ctx, &params)
+    let reply = (endpoint.handler)(&ctx, &params)?;
+    match resource {
+        // A read of a tagged resource shows its tags, as clients' getRoleTags expects.
+        Some(resource) if reads && reply.status == 200 => {
+            let names = rbac::store::tag_names(&ctx.account.id, &resource.path)?;
+            Ok(if names.is_empty() {
+                reply
+            } else {
+                reply.with_header("role-tag", names.join(", "))
+            })
+        }
+        _ => Ok(reply),
+    }
 }
 
 fn ping() -> Reply {

@@ -576,6 +576,10 @@ fn role_tags_are_set_on_resources_by_role_name() {
     ));
     assert_eq!((status, &body["role-tag"]), (200, &json!(["ops"])));
     assert_eq!(put("/my/keys/id_rsa", json!(["ops"])).status(), 200);
+    // A read of a tagged resource shows its tags in the `role-tag` header.
+    let tagged = alice.get(&format!("/my/keys/{}", alice.key.md5));
+    assert_eq!(tagged.headers()["role-tag"], "ops");
+    assert!(!alice.get("/my/users").headers().contains_key("role-tag"));
     assert_eq!(put("/my", json!(["ops"])).status(), 200);
     assert_eq!(put("/my/roles/ops", json!([])).status(), 200);
     assert_error(put("/my/machines", json!(["nope"])), 409, "InvalidArgument");

@@ -118,3 +118,16 @@ pub fn tags_of(path: &str) -> ApiResult<Vec<String>> {
         .map(|t| t.value.roles)
         .unwrap_or_default())
 }
+
+/// The names of the roles a resource is tagged with (roles deleted since are skipped).
+pub fn tag_names(account_id: &str, path: &str) -> ApiResult<Vec<String>> {
+    let ids = tags_of(path)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(roles_of(account_id)?
+        .into_iter()
+        .filter(|role| ids.contains(&role.value.id))
+        .map(|role| role.value.name)
+        .collect())
+}
