@@ -8,6 +8,7 @@ mod cli;
 mod cloudapi;
 mod compute;
 mod config_errors;
+mod crash;
 mod files;
 mod fosscloud;
 mod hostile;
