@@ -1,5 +1,5 @@
 //! Operator commands over the compute inventory: `tessera node list`,
-//! `tessera image list|import`, `tessera vm list`.
+//! `tessera image list|import`, `tessera vm list`, `tessera package add|list|remove`.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::identity::{StoreArgs, print_list};
-use crate::primitives::hypervisor::{Hypervisor, NewImage, VmFilter, VmState};
+use crate::primitives::hypervisor::{Hypervisor, NewImage, NewPackage, VmFilter, VmState};
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
@@ -41,6 +41,38 @@ pub enum ImageCommand {
         #[arg(long)]
         owner: Option<String>,
     },
+}
+
+/// Named VM sizes, which plugins offer as their families' sizes (CloudAPI packages).
+#[derive(Subcommand)]
+pub enum PackageCommand {
+    /// Define a size.
+    Add {
+        name: String,
+        /// RAM in MiB.
+        #[arg(long)]
+        memory: u64,
+        /// Boot disk in MiB.
+        #[arg(long)]
+        disk: u64,
+        #[arg(long, default_value_t = 1)]
+        vcpus: u32,
+        /// Swap in MiB.
+        #[arg(long)]
+        swap: Option<u64>,
+        /// Most light-weight processes.
+        #[arg(long)]
+        lwps: Option<u64>,
+        /// Make it the site's default size.
+        #[arg(long)]
+        default: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a size (by name or id); VMs made with it keep their size.
+    Remove { package: String },
 }
 
 #[derive(Subcommand)]
@@ -155,5 +187,58 @@ pub fn vm(command: VmCommand, store: &StoreArgs) -> anyhow::Result<()> {
             )
         },
     );
+    Ok(())
+}
+
+pub fn package(command: PackageCommand, store: &StoreArgs) -> anyhow::Result<()> {
+    let hypervisor = open(store)?;
+    match command {
+        PackageCommand::Add {
+            name,
+            memory,
+            disk,
+            vcpus,
+            swap,
+            lwps,
+            default,
+        } => {
+            let package = hypervisor.add_package(&NewPackage {
+                name,
+                cpus: vcpus,
+                ram_mib: memory,
+                disk_mib: disk,
+                swap_mib: swap,
+                lwps,
+                is_default: default,
+            })?;
+            println!("added package {} {}", package.id, package.name);
+        }
+        PackageCommand::List { json } => {
+            let packages = hypervisor.list_packages()?;
+            print_list(
+                json,
+                &packages,
+                |p| {
+                    json!({"id": p.id, "name": p.name, "vcpus": p.cpus, "memory": p.ram_mib, "disk": p.disk_mib,
+                           "swap": p.swap_mib, "lwps": p.lwps, "default": p.is_default})
+                },
+                |p| {
+                    format!(
+                        "{} {:<20} {:>3} vcpus {:>8} MiB ram {:>9} MiB disk{}",
+                        p.id,
+                        p.name,
+                        p.cpus,
+                        p.ram_mib,
+                        p.disk_mib,
+                        if p.is_default { "  (default)" } else { "" }
+                    )
+                },
+            );
+        }
+        PackageCommand::Remove { package } => {
+            hypervisor.remove_package(&package)?;
+            println!("removed package {package}");
+        }
+    }
     Ok(())
 }

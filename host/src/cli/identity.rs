@@ -60,6 +60,13 @@ pub enum IdentityCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Named VM sizes (CloudAPI packages).
+    Package {
+        #[command(subcommand)]
+        command: super::compute::PackageCommand,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Virtual machines.
     Vm {
         #[command(subcommand)]
@@ -283,6 +290,7 @@ pub fn run(command: IdentityCommand) -> anyhow::Result<()> {
         IdentityCommand::Node { command, store } => super::compute::node(command, &store),
         IdentityCommand::Image { command, store } => super::compute::image(command, &store),
         IdentityCommand::Vm { command, store } => super::compute::vm(command, &store),
+        IdentityCommand::Package { command, store } => super::compute::package(command, &store),
     }
 }
 

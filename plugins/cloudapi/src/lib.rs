@@ -39,12 +39,16 @@
 //! | GET, HEAD | `/:account/datacenters/:name` | getdatacenter |
 //! | GET, HEAD | `/:account/services` | listservices |
 //!
+//! Part 2 (images, packages, machines, tags, metadata, snapshots, disks, audit,
+//! migrations) is in `compute_routes`, its table in the README.
+//!
 //! A request goes through the layers in this order: version negotiation (`protocol`),
 //! routing, authentication (`auth`), the path's account check, throttling, inputs,
 //! RBAC for sub-users (`rbac`), the resource family's handler (`resources::*`), and the
 //! protocol's response headers.
 
 mod auth;
+mod compute;
 mod context;
 mod errors;
 mod ids;
@@ -62,6 +66,7 @@ use errors::{ApiError, ApiResult};
 use protocol::inputs::Inputs;
 use protocol::{Finish, Reply, clock, version};
 use resources::{account, config, datacenters, keys, policies, role_tags, roles, users};
+use resources::{audit, disks, images, machines, metadata, migrations, packages, snapshots, tags};
 use settings::Settings;
 
 type Handler = fn(&Ctx<'_>, &Params) -> ApiResult<Reply>;
@@ -77,7 +82,7 @@ const fn ep(action: &'static str, handler: Handler) -> Endpoint {
 }
 
 fn routes() -> Router<Endpoint> {
-    Router::new()
+    let router = Router::new()
         .add("GET", "/:account", ep("getaccount", account::get))
         .add("POST", "/:account", ep("updateaccount", account::update))
         .add(
@@ -189,6 +194,177 @@ fn routes() -> Router<Endpoint> {
             "GET",
             "/:account/services",
             ep("listservices", datacenters::services),
+        );
+    compute_routes(router)
+}
+
+/// Part 2: images, packages, machines and everything on a machine.
+fn compute_routes(router: Router<Endpoint>) -> Router<Endpoint> {
+    const M: &str = "/:account/machines/:machine";
+    router
+        .add("GET", "/:account/images", ep("listimages", images::list))
+        .add(
+            "POST",
+            "/:account/images",
+            ep("createimagefrommachine", images::create),
+        )
+        .add(
+            "GET",
+            "/:account/images/:image",
+            ep("getimage", images::get),
+        )
+        .add(
+            "POST",
+            "/:account/images/:image",
+            ep("updateimage", images::action),
+        )
+        .add(
+            "DELETE",
+            "/:account/images/:image",
+            ep("deleteimage", images::delete),
+        )
+        .add(
+            "GET",
+            "/:account/packages",
+            ep("listpackages", packages::list),
+        )
+        .add(
+            "GET",
+            "/:account/packages/:package",
+            ep("getpackage", packages::get),
+        )
+        .add(
+            "GET",
+            "/:account/machines",
+            ep("listmachines", machines::list),
+        )
+        .add(
+            "POST",
+            "/:account/machines",
+            ep("createmachine", machines::create),
+        )
+        .add("GET", M, ep("getmachine", machines::get))
+        .add("POST", M, ep("updatemachine", machines::action))
+        .add("DELETE", M, ep("deletemachine", machines::delete))
+        .add(
+            "GET",
+            "/:account/machines/:machine/audit",
+            ep("machineaudit", audit::list),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/tags",
+            ep("listmachinetags", tags::list),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/tags",
+            ep("addmachinetags", tags::add),
+        )
+        .add(
+            "PUT",
+            "/:account/machines/:machine/tags",
+            ep("replacemachinetags", tags::replace),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/tags",
+            ep("deletemachinetags", tags::delete_all),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/tags/:tag",
+            ep("getmachinetag", tags::get),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/tags/:tag",
+            ep("deletemachinetag", tags::delete),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/metadata",
+            ep("listmachinemetadata", metadata::list),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/metadata",
+            ep("updatemachinemetadata", metadata::update),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/metadata",
+            ep("deleteallmachinemetadata", metadata::delete_all),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/metadata/:key",
+            ep("getmachinemetadata", metadata::get),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/metadata/:key",
+            ep("deletemachinemetadata", metadata::delete),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/snapshots",
+            ep("listmachinesnapshots", snapshots::list),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/snapshots",
+            ep("createmachinesnapshot", snapshots::create),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/snapshots/:name",
+            ep("getmachinesnapshot", snapshots::get),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/snapshots/:name",
+            ep("startmachinefromsnapshot", snapshots::start_from),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/snapshots/:name",
+            ep("deletemachinesnapshot", snapshots::delete),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/disks",
+            ep("listmachinedisks", disks::list),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/disks",
+            ep("createmachinedisk", disks::create),
+        )
+        .add(
+            "GET",
+            "/:account/machines/:machine/disks/:disk",
+            ep("getmachinedisk", disks::get),
+        )
+        .add(
+            "DELETE",
+            "/:account/machines/:machine/disks/:disk",
+            ep("deletemachinedisk", disks::delete),
+        )
+        .add(
+            "POST",
+            "/:account/machines/:machine/migrate",
+            ep("migrate", migrations::migrate),
+        )
+        .add(
+            "GET",
+            "/:account/migrations",
+            ep("listmigrations", migrations::list),
+        )
+        .add(
+            "GET",
+            "/:account/migrations/:machine",
+            ep("getmigration", migrations::get),
         )
 }
 
@@ -300,7 +476,8 @@ fn serve(
         None
     };
     if let Some(resource) = resource.as_ref().filter(|_| ctx.caller.user.is_some()) {
-        rbac::authorize(&ctx, endpoint.action, &resource.path)?;
+        let action = specific_action(endpoint.action, &ctx.inputs);
+        rbac::authorize(&ctx, action, &resource.path)?;
     }
     let reply = (endpoint.handler)(&ctx, &params)?;
     match resource {
@@ -314,6 +491,29 @@ fn serve(
             })
         }
         _ => Ok(reply),
+    }
+}
+
+/// The RBAC action of a route that multiplexes on `action` (`POST /machines/:id`,
+/// `POST /images[/:id]`): what the spec names the endpoint, e.g. `stopmachine`.
+fn specific_action(route_action: &'static str, inputs: &Inputs) -> &'static str {
+    let asked = inputs.string("action").ok().flatten().unwrap_or_default();
+    match (route_action, asked.as_str()) {
+        ("updatemachine", "start") => "startmachine",
+        ("updatemachine", "stop") => "stopmachine",
+        ("updatemachine", "reboot") => "rebootmachine",
+        ("updatemachine", "resize") => "resizemachine",
+        ("updatemachine", "rename") => "renamemachine",
+        ("updatemachine", "enable_firewall") => "enablemachinefirewall",
+        ("updatemachine", "disable_firewall") => "disablemachinefirewall",
+        ("updatemachine", "enable_deletion_protection") => "enablemachinedeletionprotection",
+        ("updatemachine", "disable_deletion_protection") => "disablemachinedeletionprotection",
+        ("updateimage", "export") => "exportimage",
+        ("updateimage", "clone") => "cloneimage",
+        ("updateimage", "share") => "shareimage",
+        ("updateimage", "unshare") => "unshareimage",
+        ("createimagefrommachine", "import-from-datacenter") => "importimagefromdatacenter",
+        (action, _) => action,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Settings {
     pub throttle: Bucket,
     /// GetAccountLimits' limit objects (`by`, `value`, optional `check`/`os`/`image`).
     pub limits: Vec<Value>,
+    /// Packages by name (`[plugins.cloudapi.settings.packages.NAME]`); empty: the defaults.
+    pub packages: BTreeMap<String, crate::resources::packages::PackageSpec>,
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +38,8 @@ struct Raw {
     throttle: Option<Bucket>,
     #[serde(default)]
     limits: Vec<Value>,
+    #[serde(default)]
+    packages: BTreeMap<String, crate::resources::packages::PackageSpec>,
 }
 
 impl Settings {
@@ -76,6 +80,7 @@ impl Settings {
             services,
             throttle: raw.throttle.unwrap_or_default(),
             limits: raw.limits,
+            packages: raw.packages,
         }
     }
 }

@@ -270,3 +270,127 @@ fn triton_reports_a_missing_resource_as_an_error() {
     assert_ne!(code, 0);
     assert!(err.contains("nobody"), "{err}");
 }
+
+#[test]
+fn triton_images_and_packages() {
+    let Some(t) = Triton::setup() else { return };
+    let out = t.ok(&["image", "list"]);
+    assert!(
+        out.contains("alpine-3.20") && out.contains("debian-12"),
+        "{out}"
+    );
+    let out = t.ok(&["image", "get", "alpine-3.20"]);
+    assert!(out.contains("\"name\": \"alpine-3.20\""), "{out}");
+    let out = t.ok(&["package", "list"]);
+    assert!(
+        out.contains("sample-1G") && out.contains("sample-512M"),
+        "{out}"
+    );
+}
+
+/// `triton instance …` end to end, every wait polling the real endpoints.
+#[test]
+fn triton_instance_lifecycle() {
+    let Some(t) = Triton::setup() else { return };
+    let out = t.ok(&[
+        "instance",
+        "create",
+        "-w",
+        "alpine-3.20",
+        "sample-512M",
+        "-n",
+        "web1",
+        "-t",
+        "role=web",
+        "-m",
+        "greeting=hello",
+    ]);
+    assert!(out.contains("Created instance web1"), "{out}");
+    let out = t.ok(&["instance", "list", "-o", "name,state,package,memory"]);
+    assert!(
+        out.contains("web1") && out.contains("running") && out.contains("sample-512M"),
+        "{out}"
+    );
+    let out = t.ok(&["instance", "list", "state=running", "-H", "-o", "name"]);
+    assert_eq!(out.trim(), "web1");
+    let out = t.ok(&["instance", "list", "state=stopped", "-H", "-o", "name"]);
+    assert_eq!(out.trim(), "");
+    let json = t.ok(&["instance", "get", "-j", "web1"]);
+    let machine: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+    assert_eq!(machine["tags"]["role"], "web");
+    assert_eq!(machine["metadata"]["greeting"], "hello");
+
+    // Tags and metadata.
+    let out = t.ok(&["instance", "tag", "set", "web1", "env=prod"]);
+    assert!(out.contains("env"), "{out}");
+    let out = t.ok(&["instance", "tag", "list", "web1"]);
+    assert!(
+        out.contains("\"role\": \"web\"") && out.contains("\"env\": \"prod\""),
+        "{out}"
+    );
+    t.ok(&["instance", "tag", "delete", "web1", "env"]);
+    assert!(!t.ok(&["instance", "tag", "list", "web1"]).contains("env"));
+    t.ok(&["instance", "metadata", "set", "web1", "color=blue"]);
+    let out = t.ok(&["instance", "metadata", "list", "web1"]);
+    assert!(out.contains("\"color\": \"blue\""), "{out}");
+    t.ok(&["instance", "metadata", "delete", "-f", "web1", "color"]);
+    assert!(
+        !t.ok(&["instance", "metadata", "list", "web1"])
+            .contains("color")
+    );
+
+    // Snapshots and disks.
+    t.ok(&["instance", "snapshot", "create", "--name", "snap1", "web1"]);
+    let out = t.ok(&["instance", "snapshot", "list", "web1"]);
+    assert!(out.contains("snap1") && out.contains("created"), "{out}");
+    t.ok(&[
+        "instance", "snapshot", "delete", "-w", "-f", "web1", "snap1",
+    ]);
+    assert!(
+        !t.ok(&["instance", "snapshot", "list", "web1"])
+            .contains("snap1")
+    );
+    t.ok(&["instance", "disk", "add", "web1", "1024"]);
+    let out = t.ok(&["instance", "disk", "list", "web1"]);
+    assert!(
+        out.contains("1024") && out.contains("10240") && out.contains("0:4:1"),
+        "{out}"
+    );
+
+    // Power and size.
+    t.ok(&["instance", "stop", "-w", "web1"]);
+    assert!(
+        t.ok(&["instance", "get", "web1"])
+            .contains("\"state\": \"stopped\"")
+    );
+    let out = t.ok(&["instance", "resize", "-w", "web1", "sample-1G"]);
+    assert!(out.contains("Resized instance web1"), "{out}");
+    t.ok(&["instance", "start", "-w", "web1"]);
+    t.ok(&["instance", "reboot", "-w", "web1"]);
+    t.ok(&["instance", "rename", "-w", "web1", "web2"]);
+    let json = t.ok(&["instance", "get", "-j", "web2"]);
+    let machine: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+    assert_eq!(
+        (&machine["state"], &machine["memory"]),
+        (&json!("running"), &json!(1024))
+    );
+    let out = t.ok(&["instance", "audit", "web2"]);
+    for action in ["provision", "stop", "resize", "start", "reboot", "rename"] {
+        assert!(out.contains(action), "{action} in {out}");
+    }
+
+    // Deletion protection, then delete.
+    t.ok(&["instance", "enable-deletion-protection", "-w", "web2"]);
+    let (code, _, err) = t.run(&["instance", "delete", "-w", "-f", "web2"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("deletion_protection") || err.contains("CannotDestroyMachine"),
+        "{err}"
+    );
+    t.ok(&["instance", "disable-deletion-protection", "-w", "web2"]);
+    let out = t.ok(&["instance", "delete", "-w", "-f", "web2"]);
+    assert!(out.contains("Delete instance web2"), "{out}");
+    assert_eq!(t.ok(&["instance", "list", "-H", "-o", "name"]).trim(), "");
+    let (code, _, err) = t.run(&["instance", "get", "web2"]);
+    assert_eq!(code, 3, "{err}");
+}

@@ -224,10 +224,14 @@ pub enum Operation {
     AddNic,
     RemoveNic,
     SetDeletionProtection,
+    SetTags,
+    SetMetadata,
+    CreateImage,
+    Migrate,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 19] = [
         Operation::Create,
         Operation::Start,
         Operation::Stop,
@@ -243,6 +247,10 @@ impl Operation {
         Operation::AddNic,
         Operation::RemoveNic,
         Operation::SetDeletionProtection,
+        Operation::SetTags,
+        Operation::SetMetadata,
+        Operation::CreateImage,
+        Operation::Migrate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -262,6 +270,10 @@ impl Operation {
             Operation::AddNic => "add-nic",
             Operation::RemoveNic => "remove-nic",
             Operation::SetDeletionProtection => "set-deletion-protection",
+            Operation::SetTags => "set-tags",
+            Operation::SetMetadata => "set-metadata",
+            Operation::CreateImage => "create-image",
+            Operation::Migrate => "migrate",
         }
     }
 }
@@ -438,6 +450,54 @@ pub struct VmFilter {
     pub limit: Option<u64>,
 }
 
+/// `VmFilter` with more conditions (`query_vms`): every one must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmQuery {
+    pub filter: VmFilter,
+    /// More `key=value` tag conditions; `*` alone: the VM has any tag.
+    pub tags: Vec<String>,
+    pub ram_mib: Option<u64>,
+    /// With no state in `filter`: `deleted` VMs too.
+    pub tombstone: bool,
+}
+
+/// A named size preset (`tessera package add`); plugins offer them as their
+/// families' sizes (CloudAPI packages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub id: String,
+    pub name: String,
+    pub cpus: u32,
+    pub ram_mib: u64,
+    pub disk_mib: u64,
+    pub swap_mib: Option<u64>,
+    pub lwps: Option<u64>,
+    pub is_default: bool,
+    pub created: u64,
+}
+
+/// What `add_package` needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewPackage {
+    pub name: String,
+    pub cpus: u32,
+    pub ram_mib: u64,
+    pub disk_mib: u64,
+    pub swap_mib: Option<u64>,
+    pub lwps: Option<u64>,
+    /// Makes it the only default.
+    pub is_default: bool,
+}
+
+/// What `update_image` changes; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageChanges {
+    pub name: Option<String>,
+    pub version: Option<String>,
+    /// A JSON object replacing the extra fields.
+    pub extra: Option<String>,
+}
+
 /// A page of VMs in creation order and how many match in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmPage {
@@ -490,6 +550,29 @@ pub trait HypervisorBackend: Send + Sync {
     fn resize(&self, id: &str, size: Size, caller: &str) -> Result<Transition, HvError>;
     fn rename(&self, id: &str, name: &str, caller: &str) -> Result<Vm, HvError>;
     fn set_deletion_protection(&self, id: &str, on: bool, caller: &str) -> Result<Vm, HvError>;
+    fn query_vms(&self, query: &VmQuery) -> Result<VmPage, HvError>;
+    /// Replaces the tags and/or metadata (normalised JSON objects).
+    fn set_vm_data(
+        &self,
+        id: &str,
+        tags: Option<&str>,
+        metadata: Option<&str>,
+        caller: &str,
+    ) -> Result<Vm, HvError>;
+    fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError>;
+    fn delete_image(&self, id: &str) -> Result<(), HvError>;
+    fn create_image_from_vm(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<Image, HvError>;
+    fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError>;
+    fn list_packages(&self) -> Result<Vec<Package>, HvError>;
+    /// `Conflict` if the name is taken.
+    fn add_package(&self, package: &NewPackage) -> Result<Package, HvError>;
+    /// By id or name.
+    fn remove_package(&self, package: &str) -> Result<(), HvError>;
     fn add_disk(&self, id: &str, size_mib: u64, caller: &str) -> Result<Disk, HvError>;
     fn remove_disk(&self, id: &str, disk: &str, caller: &str) -> Result<(), HvError>;
     fn snapshot_create(&self, id: &str, name: &str, caller: &str) -> Result<Snapshot, HvError>;
@@ -683,10 +766,112 @@ impl Hypervisor {
         self.announce(renamed, |vm| &vm.id, |_| Operation::Rename.as_str())
     }
 
-    /// CloudAPI's Enable/DisableMachineDeletionProtection; not in the WIT yet.
+    /// CloudAPI's Enable/DisableMachineDeletionProtection.
     pub fn set_deletion_protection(&self, id: &str, on: bool, caller: &str) -> Result<Vm, HvError> {
         check_principal("caller", caller)?;
-        self.backend.set_deletion_protection(id, on, caller)
+        let set = self.backend.set_deletion_protection(id, on, caller);
+        self.announce(
+            set,
+            |vm| &vm.id,
+            |_| Operation::SetDeletionProtection.as_str(),
+        )
+    }
+
+    /// `list_vms` with the query's extra conditions.
+    pub fn query_vms(&self, query: &VmQuery) -> Result<VmPage, HvError> {
+        for tag in query.filter.tag.iter().chain(&query.tags) {
+            if tag != "*" {
+                split_tag(tag)?;
+            }
+        }
+        if let Some(ram) = query.ram_mib {
+            check_mib("ram", ram)?;
+        }
+        self.backend.query_vms(query)
+    }
+
+    /// Replaces the VM's tags and/or metadata, each a JSON object.
+    pub fn set_vm_data(
+        &self,
+        id: &str,
+        tags: Option<&str>,
+        metadata: Option<&str>,
+        caller: &str,
+    ) -> Result<Vm, HvError> {
+        check_principal("caller", caller)?;
+        let tags = tags.map(|t| json_object("tags", t)).transpose()?;
+        let metadata = metadata.map(|m| json_object("metadata", m)).transpose()?;
+        let set = self
+            .backend
+            .set_vm_data(id, tags.as_deref(), metadata.as_deref(), caller);
+        self.announce(set, |vm| &vm.id, |_| Operation::SetTags.as_str())
+    }
+
+    /// Renames, re-versions or replaces the extra fields of an image.
+    pub fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError> {
+        if let Some(name) = &changes.name {
+            check_text("image name", name, MAX_NAME_CHARS)?;
+        }
+        if let Some(version) = &changes.version {
+            check_text("version", version, MAX_NAME_CHARS)?;
+        }
+        let changes = ImageChanges {
+            extra: changes
+                .extra
+                .as_deref()
+                .map(|e| json_object("extra", e))
+                .transpose()?,
+            ..changes.clone()
+        };
+        self.backend.update_image(id, &changes)
+    }
+
+    /// Removes an image that no live VM uses.
+    pub fn delete_image(&self, id: &str) -> Result<(), HvError> {
+        self.backend.delete_image(id)
+    }
+
+    /// An `active` image of a settled VM's boot disk.
+    pub fn create_image_from_vm(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<Image, HvError> {
+        check_principal("caller", caller)?;
+        self.backend
+            .create_image_from_vm(id, &checked_image(image)?, caller)
+    }
+
+    pub fn list_packages(&self) -> Result<Vec<Package>, HvError> {
+        self.backend.list_packages()
+    }
+
+    /// A new size preset; a default one becomes the only default.
+    pub fn add_package(&self, package: &NewPackage) -> Result<Package, HvError> {
+        check_text("package name", &package.name, MAX_NAME_CHARS)?;
+        check_size(Size {
+            cpus: package.cpus,
+            ram_mib: package.ram_mib,
+            disk_mib: package.disk_mib,
+        })?;
+        for (what, mib) in [("swap", package.swap_mib), ("lwps", package.lwps)] {
+            if let Some(value) = mib {
+                check_mib(what, value)?;
+            }
+        }
+        self.backend.add_package(package)
+    }
+
+    pub fn remove_package(&self, package: &str) -> Result<(), HvError> {
+        self.backend.remove_package(package)
+    }
+
+    /// Moves a settled VM to another node (`node`, or the roomiest).
+    pub fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError> {
+        check_principal("caller", caller)?;
+        let moved = self.backend.migrate_vm(id, node, caller);
+        self.announce(moved, |vm| &vm.id, |_| Operation::Migrate.as_str())
     }
 
     pub fn add_disk(&self, id: &str, size_mib: u64, caller: &str) -> Result<Disk, HvError> {

@@ -19,9 +19,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::api::{
-    AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, MAX_DEVICES, Network, NewImage,
-    Nic, Node, Operation, Rule, SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction,
-    VmFilter, VmPage, VmSpec, VmState, split_tag,
+    AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, ImageChanges, MAX_DEVICES,
+    Network, NewImage, NewPackage, Nic, Node, Operation, Package, Rule, SETTLED, STOPPED_JOB, Size,
+    Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState, split_tag,
 };
 use super::config::{ImageSeed, NetworkSeed, NodeSeed, SimSettings};
 use crate::db::Database;
@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS hv_audit (
     success INTEGER, parameters TEXT NOT NULL,
     transition TEXT UNIQUE, target_state TEXT);
 CREATE INDEX IF NOT EXISTS hv_audit_vm ON hv_audit (vm, seq);
+CREATE TABLE IF NOT EXISTS hv_packages (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE,
+    cpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_mib INTEGER NOT NULL,
+    swap_mib INTEGER, lwps INTEGER, is_default INTEGER NOT NULL, created INTEGER NOT NULL);
 ";
 
 const UPSERT_NODE: &str = "
@@ -91,6 +95,8 @@ INSERT INTO hv_networks (id, name, vlan, subnet, gateway, public, owner) VALUES 
 ON CONFLICT (name) DO UPDATE SET vlan = excluded.vlan, subnet = excluded.subnet,
     gateway = excluded.gateway, public = excluded.public, owner = excluded.owner";
 
+const SELECT_PACKAGES: &str = "SELECT id, name, cpus, ram_mib, disk_mib, swap_mib, lwps, \
+    is_default, created FROM hv_packages";
 const SELECT_NODES: &str = "SELECT id, name, cpus, ram_mib, disk_mib, state FROM hv_nodes";
 const SELECT_IMAGES: &str = "SELECT id, name, version, os, image_type, size_mib, state, owner, \
     public, extra, created FROM hv_images";
@@ -292,7 +298,15 @@ impl HypervisorBackend for SimBackend {
     }
 
     fn list_vms(&self, filter: &VmFilter) -> Result<VmPage, HvError> {
-        let (condition, mut values) = vm_condition(filter)?;
+        self.query_vms(&VmQuery {
+            filter: filter.clone(),
+            ..VmQuery::default()
+        })
+    }
+
+    fn query_vms(&self, query: &VmQuery) -> Result<VmPage, HvError> {
+        let filter = &query.filter;
+        let (condition, mut values) = vm_condition(query)?;
         self.db.with_read_tx(|tx| {
             let count = format!("SELECT count(*) FROM hv_vms WHERE {condition}");
             let total: u64 = tx
@@ -301,11 +315,227 @@ impl HypervisorBackend for SimBackend {
             values.push(Value::Integer(filter.limit.map_or(-1, clamp)));
             values.push(Value::Integer(clamp(filter.offset)));
             let page = format!("{SELECT_VMS} WHERE {condition} ORDER BY seq LIMIT ? OFFSET ?");
-            let vms = query_all(tx, &page, params_from_iter(&values), vm_from)?
-                .into_iter()
-                .map(|vm| with_devices(tx, vm))
-                .collect::<Result<_, _>>()?;
+            let vms = query_all(tx, &page, params_from_iter(&values), vm_from)?;
+            let vms = with_devices_of_page(tx, vms)?;
             Ok(VmPage { vms, total })
+        })
+    }
+
+    fn set_vm_data(
+        &self,
+        id: &str,
+        tags: Option<&str>,
+        metadata: Option<&str>,
+        caller: &str,
+    ) -> Result<Vm, HvError> {
+        let action = if tags.is_some() {
+            Operation::SetTags
+        } else {
+            Operation::SetMetadata
+        };
+        let from = &[VmState::Running, VmState::Stopped, VmState::Failed];
+        self.change(id, caller, action, from, |conn, vm| {
+            let mut parameters = serde_json::Map::new();
+            if let Some(tags) = tags {
+                conn.prepare_cached("UPDATE hv_vms SET tags = ?2 WHERE id = ?1")?
+                    .execute([&vm.id, tags])?;
+                parameters.insert("tags".into(), parsed(tags));
+            }
+            if let Some(metadata) = metadata {
+                conn.prepare_cached("UPDATE hv_vms SET metadata = ?2 WHERE id = ?1")?
+                    .execute([&vm.id, metadata])?;
+                // Metadata may hold secrets: the audit names the keys only.
+                let keys: Vec<String> = match parsed(metadata) {
+                    serde_json::Value::Object(map) => map.keys().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                parameters.insert("metadata_keys".into(), json!(keys));
+            }
+            Ok((
+                existing_vm(conn, &vm.id)?,
+                serde_json::Value::Object(parameters),
+            ))
+        })
+    }
+
+    fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError> {
+        self.change(id, caller, Operation::Migrate, SETTLED, |conn, vm| {
+            let current = vm.node.clone().unwrap_or_default();
+            if let Some(wanted) = node {
+                let found: Option<String> = conn
+                    .prepare_cached("SELECT id FROM hv_nodes WHERE id = ?1 OR name = ?1")?
+                    .query_row([wanted], |row| row.get(0))
+                    .optional()?;
+                match found {
+                    None => return Err(HvError::NotFound(format!("node {wanted}"))),
+                    Some(id) if id == current => {
+                        return Err(HvError::Invalid(format!(
+                            "vm {} is on node {wanted}",
+                            vm.id
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            let sql = format!(
+                "{FREE} WHERE n.state = 'running' AND n.id <> ?4 \
+                 AND (?5 IS NULL OR n.id = ?5 OR n.name = ?5) GROUP BY n.id \
+                 HAVING free_cpus >= ?1 AND free_ram >= ?2 AND free_disk >= ?3 \
+                 ORDER BY free_ram DESC, n.name LIMIT 1"
+            );
+            let target: String = conn
+                .prepare_cached(&sql)?
+                .query_row(
+                    params![vm.cpus, vm.ram_mib, vm.disk_mib, current, node],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    HvError::Capacity(format!(
+                        "no other node has {} vcpus, {} MiB of RAM and {} MiB of disk free",
+                        vm.cpus, vm.ram_mib, vm.disk_mib
+                    ))
+                })?;
+            conn.prepare_cached("UPDATE hv_vms SET node = ?2 WHERE id = ?1")?
+                .execute([&vm.id, &target])?;
+            let parameters = json!({ "from": current, "to": target });
+            Ok((existing_vm(conn, &vm.id)?, parameters))
+        })
+    }
+
+    fn list_packages(&self) -> Result<Vec<Package>, HvError> {
+        let sql = format!("{SELECT_PACKAGES} ORDER BY seq");
+        self.db
+            .with_conn(|conn| query_all(conn, &sql, [], package_from))
+    }
+
+    fn add_package(&self, package: &NewPackage) -> Result<Package, HvError> {
+        let id = Uuid::new_v4().to_string();
+        self.db.with_write_tx(|tx| {
+            let taken: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM hv_packages WHERE name = ?1)")?
+                .query_row([&package.name], |row| row.get(0))?;
+            if taken {
+                return Err(HvError::Conflict(format!(
+                    "package {} exists",
+                    package.name
+                )));
+            }
+            if package.is_default {
+                tx.prepare_cached("UPDATE hv_packages SET is_default = 0")?
+                    .execute([])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO hv_packages (id, name, cpus, ram_mib, disk_mib, swap_mib, lwps, \
+                 is_default, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                id,
+                package.name,
+                package.cpus,
+                signed(package.ram_mib),
+                signed(package.disk_mib),
+                package.swap_mib.map(signed),
+                package.lwps.map(signed),
+                package.is_default,
+                signed(now_ms()),
+            ])?;
+            let sql = format!("{SELECT_PACKAGES} WHERE id = ?1");
+            query_opt(tx, &sql, [&id], package_from)?
+                .ok_or_else(|| HvError::NotFound(format!("package {id}")))
+        })
+    }
+
+    fn remove_package(&self, package: &str) -> Result<(), HvError> {
+        self.db.with_write_tx(|tx| {
+            let removed = tx
+                .prepare_cached("DELETE FROM hv_packages WHERE id = ?1 OR name = ?1")?
+                .execute([package])?;
+            if removed == 0 {
+                return Err(HvError::NotFound(format!("package {package}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError> {
+        self.db.with_write_tx(|tx| {
+            let image =
+                image_by_id(tx, id)?.ok_or_else(|| HvError::NotFound(format!("image {id}")))?;
+            let name = changes.name.as_ref().unwrap_or(&image.name);
+            let version = changes.version.as_ref().unwrap_or(&image.version);
+            let extra = changes.extra.as_ref().unwrap_or(&image.extra);
+            let taken: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2 AND id <> ?3)",
+                )?
+                .query_row([name, version, &image.id], |row| row.get(0))?;
+            if taken {
+                return Err(HvError::Conflict(format!(
+                    "image {name} version {version} exists"
+                )));
+            }
+            tx.prepare_cached(
+                "UPDATE hv_images SET name = ?2, version = ?3, extra = ?4 WHERE id = ?1",
+            )?
+            .execute([&image.id, name, version, extra])?;
+            image_by_id(tx, id)?.ok_or_else(|| HvError::NotFound(format!("image {id}")))
+        })
+    }
+
+    fn delete_image(&self, id: &str) -> Result<(), HvError> {
+        self.db.with_write_tx(|tx| {
+            if image_by_id(tx, id)?.is_none() {
+                return Err(HvError::NotFound(format!("image {id}")));
+            }
+            let used: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM hv_vms WHERE image = ?1 AND state <> 'deleted')",
+                )?
+                .query_row([id], |row| row.get(0))?;
+            if used {
+                return Err(HvError::Conflict(format!("image {id} is used by a vm")));
+            }
+            tx.prepare_cached("DELETE FROM hv_images WHERE id = ?1")?
+                .execute([id])?;
+            Ok(())
+        })
+    }
+
+    fn create_image_from_vm(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<Image, HvError> {
+        let image_id = Uuid::new_v4().to_string();
+        self.change(id, caller, Operation::CreateImage, SETTLED, |conn, vm| {
+            let taken: bool = conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2)",
+                )?
+                .query_row([&image.name, &image.version], |row| row.get(0))?;
+            if taken {
+                return Err(HvError::Conflict(format!(
+                    "image {} version {} exists",
+                    image.name, image.version
+                )));
+            }
+            let boot = vm
+                .disks
+                .iter()
+                .find(|d| d.boot)
+                .map_or(vm.disk_mib, |d| d.size_mib);
+            let made = NewImage {
+                size_mib: boot,
+                ..image.clone()
+            };
+            insert_image(conn, &image_id, &made, now_ms())?;
+            let created = image_by_id(conn, &image_id)?
+                .ok_or_else(|| HvError::NotFound(format!("image {image_id}")))?;
+            let parameters =
+                json!({ "image": image_id, "name": image.name, "version": image.version });
+            Ok((created, parameters))
         })
     }
 
@@ -734,6 +964,20 @@ fn query_opt<T>(
         .optional()?)
 }
 
+fn package_from(row: &Row<'_>) -> rusqlite::Result<Package> {
+    Ok(Package {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        cpus: row.get(2)?,
+        ram_mib: row.get(3)?,
+        disk_mib: row.get(4)?,
+        swap_mib: row.get(5)?,
+        lwps: row.get(6)?,
+        is_default: row.get(7)?,
+        created: row.get(8)?,
+    })
+}
+
 fn node_from(row: &Row<'_>) -> rusqlite::Result<Node> {
     Ok(Node {
         id: row.get(0)?,
@@ -868,6 +1112,58 @@ fn vm_by_id(conn: &Connection, id: &str) -> Result<Option<Vm>, HvError> {
 
 fn existing_vm(conn: &Connection, id: &str) -> Result<Vm, HvError> {
     vm_by_id(conn, id)?.ok_or_else(|| HvError::NotFound(format!("vm {id}")))
+}
+
+/// `with_devices` for a whole page in two queries per 500 VMs (not two per VM).
+fn with_devices_of_page(conn: &Connection, mut vms: Vec<Vm>) -> Result<Vec<Vm>, HvError> {
+    let mut nics_of: std::collections::HashMap<String, Vec<Nic>> = Default::default();
+    let mut disks_of: std::collections::HashMap<String, Vec<Disk>> = Default::default();
+    for chunk in vms.chunks(500) {
+        let ids: Vec<&str> = chunk.iter().map(|vm| vm.id.as_str()).collect();
+        let marks = vec!["?"; ids.len()].join(",");
+        let nics = format!(
+            "SELECT vm, mac, network, ip, is_primary, state FROM hv_nics WHERE vm IN ({marks}) \
+             ORDER BY vm, is_primary DESC, seq"
+        );
+        let found = query_all(conn, &nics, params_from_iter(&ids), |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                Nic {
+                    mac: row.get(1)?,
+                    network: row.get(2)?,
+                    ip: row.get(3)?,
+                    primary: row.get(4)?,
+                    state: row.get(5)?,
+                },
+            ))
+        })?;
+        for (vm, nic) in found {
+            nics_of.entry(vm).or_default().push(nic);
+        }
+        let disks = format!(
+            "SELECT vm, id, size_mib, boot FROM hv_disks WHERE vm IN ({marks}) \
+             ORDER BY vm, boot DESC, seq"
+        );
+        let found = query_all(conn, &disks, params_from_iter(&ids), |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                Disk {
+                    id: row.get(1)?,
+                    size_mib: row.get(2)?,
+                    boot: row.get(3)?,
+                },
+            ))
+        })?;
+        for (vm, disk) in found {
+            disks_of.entry(vm).or_default().push(disk);
+        }
+    }
+    for vm in &mut vms {
+        vm.nics = nics_of.remove(&vm.id).unwrap_or_default();
+        vm.disks = disks_of.remove(&vm.id).unwrap_or_default();
+        vm.ips = vm.nics.iter().filter_map(|nic| nic.ip.clone()).collect();
+    }
+    Ok(vms)
 }
 
 fn with_devices(conn: &Connection, mut vm: Vm) -> Result<Vm, HvError> {
@@ -1210,7 +1506,8 @@ fn create_parameters(spec: &VmSpec, node: &str, networks: &[Network]) -> serde_j
 }
 
 /// The filter as a SQL condition over fixed column names, with its values bound.
-fn vm_condition(filter: &VmFilter) -> Result<(String, Vec<Value>), HvError> {
+fn vm_condition(query: &VmQuery) -> Result<(String, Vec<Value>), HvError> {
+    let filter = &query.filter;
     let mut clauses = Vec::new();
     let mut values = Vec::new();
     match filter.state {
@@ -1218,6 +1515,7 @@ fn vm_condition(filter: &VmFilter) -> Result<(String, Vec<Value>), HvError> {
             clauses.push("state = ?");
             values.push(Value::Text(state.as_str().to_owned()));
         }
+        None if query.tombstone => {}
         None => clauses.push("state <> 'deleted'"),
     }
     let columns = [
@@ -1232,13 +1530,29 @@ fn vm_condition(filter: &VmFilter) -> Result<(String, Vec<Value>), HvError> {
             values.push(Value::Text(value.clone()));
         }
     }
-    if let Some(tag) = &filter.tag {
+    if let Some(ram) = query.ram_mib {
+        clauses.push("ram_mib = ?");
+        values.push(Value::Integer(signed(ram)));
+    }
+    for tag in filter.tag.iter().chain(&query.tags) {
+        if tag == "*" {
+            clauses.push("tags <> '{}'");
+            continue;
+        }
         let (key, value) = split_tag(tag)?;
         clauses.push(TAG_MATCH);
         values.push(Value::Text(key.to_owned()));
         values.push(Value::Text(value.to_owned()));
     }
+    if clauses.is_empty() {
+        clauses.push("1");
+    }
     Ok((clauses.join(" AND "), values))
+}
+
+/// A normalised JSON text as a value (it was checked on the way in).
+fn parsed(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
 }
 
 /// A size as SQLite's signed integer; sizes are validated far below the limit.
@@ -2138,6 +2452,207 @@ mod tests {
         assert!(audit.iter().all(|entry| entry.success && !entry.pending));
         assert_eq!(audit[2].caller, "bob");
         assert!(audit.windows(2).all(|pair| pair[0].time >= pair[1].time));
+        Ok(())
+    }
+
+    #[test]
+    fn queries_combine_tags_ram_and_tombstones() -> TestResult {
+        let site = Site::open()?;
+        let tagged = |name: &str, tags: &str, ram: u64| {
+            site.create(&site.spec_with(name, |s| {
+                s.tags = tags.into();
+                s.ram_mib = ram;
+            }))
+        };
+        tagged("a", r#"{"role":"db","env":"prod"}"#, 1024)?;
+        tagged("b", r#"{"role":"db","env":"dev"}"#, 2048)?;
+        let gone = tagged("c", r#"{}"#, 1024)?;
+        site.act(&gone.id, VmAction::Delete)?;
+        let names = |query: VmQuery| -> Result<Vec<String>, HvError> {
+            Ok(site
+                .hv
+                .query_vms(&query)?
+                .vms
+                .into_iter()
+                .map(|v| v.name)
+                .collect())
+        };
+        let two_tags = VmQuery {
+            filter: filter(|f| f.tag = Some("role=db".into())),
+            tags: vec!["env=prod".into()],
+            ..VmQuery::default()
+        };
+        assert_eq!(names(two_tags)?, ["a"]);
+        let by_ram = VmQuery {
+            ram_mib: Some(2048),
+            ..VmQuery::default()
+        };
+        assert_eq!(names(by_ram)?, ["b"]);
+        let any_tag = VmQuery {
+            tags: vec!["*".into()],
+            tombstone: true,
+            ..VmQuery::default()
+        };
+        assert_eq!(names(any_tag)?, ["a", "b"]);
+        let all = VmQuery {
+            tombstone: true,
+            ..VmQuery::default()
+        };
+        assert_eq!(names(all)?, ["a", "b", "c"]);
+        let bad = VmQuery {
+            tags: vec!["novalue".into()],
+            ..VmQuery::default()
+        };
+        assert!(matches!(site.hv.query_vms(&bad), Err(HvError::Invalid(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn tags_and_metadata_are_replaced_and_audited() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.running("web")?;
+        let changed = site
+            .hv
+            .set_vm_data(&vm.id, Some(r#"{"a":1}"#), None, "alice")?;
+        assert_eq!(
+            (changed.tags.as_str(), changed.metadata.as_str()),
+            (r#"{"a":1}"#, "{}")
+        );
+        let changed = site
+            .hv
+            .set_vm_data(&vm.id, None, Some(r#"{"secret":"x"}"#), "alice")?;
+        assert_eq!(changed.tags, r#"{"a":1}"#);
+        let audit = site.hv.audit(&vm.id)?;
+        assert_eq!(actions(&audit)[..2], ["set-metadata", "set-tags"]);
+        assert!(
+            !audit[0].parameters.contains("\"x\""),
+            "{}",
+            audit[0].parameters
+        );
+        let bad = site.hv.set_vm_data(&vm.id, Some("[1]"), None, "alice");
+        assert!(matches!(bad, Err(HvError::Invalid(_))));
+        let protected = site.hv.set_deletion_protection(&vm.id, true, "alice")?;
+        assert!(protected.deletion_protection);
+        Ok(())
+    }
+
+    #[test]
+    fn images_are_updated_deleted_and_made_from_vms() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.stopped("golden")?;
+        let made = site.hv.create_image_from_vm(
+            &vm.id,
+            &NewImage {
+                name: "golden".into(),
+                version: "1.0".into(),
+                os: "linux".into(),
+                image_type: "zvol".into(),
+                size_mib: 1,
+                owner: Some("alice".into()),
+                public: false,
+                extra: String::new(),
+            },
+            "alice",
+        )?;
+        assert_eq!((made.state.as_str(), made.size_mib), ("active", 2048));
+        assert_eq!(actions(&site.hv.audit(&vm.id)?)[0], "create-image");
+        let changes = ImageChanges {
+            version: Some("1.1".into()),
+            extra: Some(r#"{"description":"d"}"#.into()),
+            ..ImageChanges::default()
+        };
+        let updated = site.hv.update_image(&made.id, &changes)?;
+        assert_eq!(
+            (updated.name.as_str(), updated.version.as_str()),
+            ("golden", "1.1")
+        );
+        assert_eq!(updated.extra, r#"{"description":"d"}"#);
+        site.hv.delete_image(&made.id)?;
+        assert!(site.hv.get_image(&made.id)?.is_none());
+        assert!(matches!(
+            site.hv.delete_image(&made.id),
+            Err(HvError::NotFound(_))
+        ));
+        assert!(matches!(
+            site.hv.delete_image(&site.image),
+            Err(HvError::Conflict(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn packages_are_added_listed_with_one_default_and_removed() -> TestResult {
+        let site = Site::open()?;
+        assert!(site.hv.list_packages()?.is_empty());
+        let small = NewPackage {
+            name: "small".into(),
+            cpus: 1,
+            ram_mib: 512,
+            disk_mib: 10_240,
+            is_default: true,
+            ..NewPackage::default()
+        };
+        site.hv.add_package(&small)?;
+        let big = NewPackage {
+            name: "big".into(),
+            cpus: 4,
+            ram_mib: 8192,
+            disk_mib: 102_400,
+            swap_mib: Some(16_384),
+            lwps: Some(8000),
+            is_default: true,
+        };
+        let added = site.hv.add_package(&big)?;
+        assert_eq!((added.swap_mib, added.lwps), (Some(16_384), Some(8000)));
+        let listed = site.hv.list_packages()?;
+        let defaults: Vec<&str> = listed
+            .iter()
+            .filter(|p| p.is_default)
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(defaults, ["big"]);
+        assert!(matches!(
+            site.hv.add_package(&small),
+            Err(HvError::Conflict(_))
+        ));
+        let zero = NewPackage {
+            name: "zero".into(),
+            ..NewPackage::default()
+        };
+        assert!(matches!(
+            site.hv.add_package(&zero),
+            Err(HvError::Invalid(_))
+        ));
+        site.hv.remove_package("small")?;
+        site.hv.remove_package(&added.id)?;
+        assert!(site.hv.list_packages()?.is_empty());
+        assert!(matches!(
+            site.hv.remove_package("small"),
+            Err(HvError::NotFound(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn migration_moves_a_vm_to_another_node_with_room() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.running("mover")?;
+        let from = vm.node.clone().ok_or("placed")?;
+        let moved = site.hv.migrate_vm(&vm.id, None, "alice")?;
+        let to = moved.node.clone().ok_or("placed")?;
+        assert_ne!(from, to);
+        assert_eq!(actions(&site.hv.audit(&vm.id)?)[0], "migrate");
+        let same = site.hv.migrate_vm(&vm.id, Some(&to), "alice");
+        assert!(matches!(same, Err(HvError::Invalid(_))));
+        let nowhere = site.hv.migrate_vm(&vm.id, Some("no-such-node"), "alice");
+        assert!(matches!(nowhere, Err(HvError::NotFound(_))));
+        let back = site.hv.migrate_vm(&vm.id, Some(&from), "alice")?;
+        assert_eq!(back.node.as_deref(), Some(from.as_str()));
+        // One big VM on each node: neither fits beside the other.
+        let huge = site.create(&site.spec_with("huge-1", |s| s.ram_mib = 40_000))?;
+        site.create(&site.spec_with("huge-2", |s| s.ram_mib = 40_000))?;
+        let full = site.hv.migrate_vm(&huge.id, None, "alice");
+        assert!(matches!(full, Err(HvError::Capacity(_))));
         Ok(())
     }
 }

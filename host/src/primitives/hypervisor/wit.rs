@@ -2,8 +2,8 @@
 //! each transition's completion is queued as a kernel job whose id is returned.
 
 use super::{
-    AuditEntry, Compute, Disk, HvError, Image, Network, NewImage, Nic, Node, Snapshot, Vm,
-    VmAction, VmFilter, VmPage, VmSpec, VmState,
+    AuditEntry, Compute, Disk, HvError, Image, ImageChanges, Network, NewImage, Nic, Node, Package,
+    Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
@@ -135,6 +135,88 @@ impl wit::Host for InstanceState {
             .import_image(&image.into())?
             .into())
     }
+    fn query_vms(&mut self, query: wit::VmQuery) -> WitResult<wit::VmPage> {
+        let query = VmQuery {
+            filter: query.filter.into(),
+            tags: query.tags,
+            ram_mib: query.ram_mib,
+            tombstone: query.tombstone,
+        };
+        Ok(self.compute()?.hypervisor.query_vms(&query)?.into())
+    }
+    fn set_vm_data(
+        &mut self,
+        id: String,
+        tags: Option<String>,
+        metadata: Option<String>,
+        caller: String,
+    ) -> WitResult<wit::Vm> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .set_vm_data(&id, tags.as_deref(), metadata.as_deref(), &caller)?
+            .into())
+    }
+    fn set_deletion_protection(
+        &mut self,
+        id: String,
+        on: bool,
+        caller: String,
+    ) -> WitResult<wit::Vm> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .set_deletion_protection(&id, on, &caller)?
+            .into())
+    }
+    fn update_image(
+        &mut self,
+        id: String,
+        name: Option<String>,
+        version: Option<String>,
+        extra: Option<String>,
+    ) -> WitResult<wit::Image> {
+        let changes = ImageChanges {
+            name,
+            version,
+            extra,
+        };
+        Ok(self
+            .compute()?
+            .hypervisor
+            .update_image(&id, &changes)?
+            .into())
+    }
+    fn delete_image(&mut self, id: String) -> WitResult<()> {
+        Ok(self.compute()?.hypervisor.delete_image(&id)?)
+    }
+    fn create_image_from_vm(
+        &mut self,
+        id: String,
+        image: wit::NewImage,
+        caller: String,
+    ) -> WitResult<wit::Image> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .create_image_from_vm(&id, &image.into(), &caller)?
+            .into())
+    }
+    fn migrate_vm(
+        &mut self,
+        id: String,
+        node: Option<String>,
+        caller: String,
+    ) -> WitResult<wit::Vm> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .migrate_vm(&id, node.as_deref(), &caller)?
+            .into())
+    }
+    fn list_packages(&mut self) -> WitResult<Vec<wit::HvPackage>> {
+        Ok(list(self.compute()?.hypervisor.list_packages()?))
+    }
 }
 
 impl From<HvError> for wit::HvError {
@@ -172,6 +254,9 @@ same_fields!(Image => wit::Image {
 same_fields!(Network => wit::Network { id, name, vlan, subnet, gateway, public, owner });
 same_fields!(Nic => wit::Nic { mac, network, ip, primary, state });
 same_fields!(Disk => wit::Disk { id, size_mib, boot });
+same_fields!(Package => wit::HvPackage {
+    id, name, cpus, ram_mib, disk_mib, swap_mib, lwps, is_default, created
+});
 same_fields!(Snapshot => wit::Snapshot { name, state, created });
 same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters });
 same_fields!(wit::NewImage => NewImage {

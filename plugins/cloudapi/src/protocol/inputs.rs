@@ -64,6 +64,22 @@ impl Inputs {
         self.0.get(name).filter(|v| !v.is_null())
     }
 
+    /// Every input whose name starts with `prefix` (`tag.`, `metadata.`), the prefix cut off.
+    pub fn prefixed(&self, prefix: &str) -> Vec<(String, Value)> {
+        self.0
+            .iter()
+            .filter_map(|(name, value)| {
+                let key = name.strip_prefix(prefix)?;
+                (!key.is_empty()).then(|| (key.to_string(), value.clone()))
+            })
+            .collect()
+    }
+
+    /// Every input, in name order.
+    pub fn all(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.raw(name).is_some()
     }

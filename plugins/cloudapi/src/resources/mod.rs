@@ -4,12 +4,21 @@
 //! their families here and in `canonical_tail`.
 
 pub mod account;
+pub mod audit;
 pub mod config;
 pub mod datacenters;
+pub mod disks;
+pub mod images;
 pub mod keys;
+pub mod machines;
+pub mod metadata;
+pub mod migrations;
+pub mod packages;
 pub mod policies;
 pub mod role_tags;
 pub mod roles;
+pub mod snapshots;
+pub mod tags;
 pub mod users;
 
 use tessera_sdk::auth;
@@ -86,6 +95,21 @@ fn canonical_tail(ctx: &Ctx<'_>, rest: &[String]) -> ApiResult<(Vec<String>, boo
             None => out(&segs, false),
         },
         ["datacenters", name] => out(&segs, ctx.settings.datacenters.contains_key(*name)),
+        // Everything on a machine (tags, metadata, snapshots, disks, audit) is the machine.
+        ["machines", id, ..] => {
+            let owned = tessera_sdk::hypervisor::get_vm(id)
+                .ok()
+                .flatten()
+                .is_some_and(|vm| vm.owner == account.id);
+            out(&["machines", id], owned)
+        }
+        ["migrations"] => out(&segs, true),
+        ["migrations", id] => out(&["machines", id], true),
+        ["images", id, ..] => out(&["images", id], images::visible(ctx, id)?.is_some()),
+        ["packages", id] => match packages::find(&ctx.settings, id) {
+            Some(found) => out(&["packages", &found.id], true),
+            None => out(&segs, false),
+        },
         // Families served by later parts: the path as given; a well-formed id is taken
         // to exist until those families can check it.
         [kind, ..] if OTHER_FAMILIES.contains(kind) => out(&segs, segs.len() <= 2),

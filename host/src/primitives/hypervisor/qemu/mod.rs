@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::api::{
-    AuditEntry, Disk, HvError, HypervisorBackend, Image, Network, NewImage, Nic, Node, Operation,
-    Size, Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmSpec, VmState,
+    AuditEntry, Disk, HvError, HypervisorBackend, Image, ImageChanges, Network, NewImage,
+    NewPackage, Nic, Node, Operation, Package, Size, Snapshot, Transition, Vm, VmAction, VmFilter,
+    VmPage, VmQuery, VmSpec, VmState,
 };
 use super::config::QemuSettings;
 use super::sim::SimBackend;
@@ -255,6 +256,60 @@ impl HypervisorBackend for QemuBackend {
 
     fn set_deletion_protection(&self, id: &str, on: bool, caller: &str) -> Result<Vm, HvError> {
         self.inventory.set_deletion_protection(id, on, caller)
+    }
+
+    fn query_vms(&self, query: &VmQuery) -> Result<VmPage, HvError> {
+        self.inventory.query_vms(query)
+    }
+
+    fn set_vm_data(
+        &self,
+        id: &str,
+        tags: Option<&str>,
+        metadata: Option<&str>,
+        caller: &str,
+    ) -> Result<Vm, HvError> {
+        self.inventory.set_vm_data(id, tags, metadata, caller)
+    }
+
+    fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError> {
+        self.inventory.update_image(id, changes)
+    }
+
+    /// The inventory row goes; a kept qcow2 copy stays on disk for the operator.
+    fn delete_image(&self, id: &str) -> Result<(), HvError> {
+        self.inventory.delete_image(id)
+    }
+
+    /// Copying a VM's qcow2 disk into an image file is not built yet: refused.
+    fn create_image_from_vm(
+        &self,
+        _id: &str,
+        _image: &NewImage,
+        _caller: &str,
+    ) -> Result<Image, HvError> {
+        Err(HvError::Invalid(
+            "the qemu backend cannot make images from VMs yet".into(),
+        ))
+    }
+
+    fn list_packages(&self) -> Result<Vec<Package>, HvError> {
+        self.inventory.list_packages()
+    }
+
+    fn add_package(&self, package: &NewPackage) -> Result<Package, HvError> {
+        self.inventory.add_package(package)
+    }
+
+    fn remove_package(&self, package: &str) -> Result<(), HvError> {
+        self.inventory.remove_package(package)
+    }
+
+    /// One machine runs every VM: there is no other node to move to.
+    fn migrate_vm(&self, _id: &str, _node: Option<&str>, _caller: &str) -> Result<Vm, HvError> {
+        Err(HvError::Invalid(
+            "the qemu backend has one node; there is nowhere to migrate to".into(),
+        ))
     }
 
     /// The disk file is made at once; a running VM sees it from its next start.

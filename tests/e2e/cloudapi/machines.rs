@@ -1,0 +1,1010 @@
+//! CloudAPI part 2 over real HTTP: images, packages, machines and what is on a machine
+//! (tags, metadata, snapshots, disks, audit), on the sim hypervisor.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Signer, account_with_key, assert_error, site, status_json};
+use crate::harness::Server;
+
+/// Packages of the test site: a small one, a default, and one no node can hold.
+const SETTINGS: &str = r#"
+[plugins.cloudapi.settings.packages.small]
+memory = 512
+disk = 10240
+vcpus = 1
+[plugins.cloudapi.settings.packages.medium]
+memory = 1024
+disk = 20480
+vcpus = 2
+default = true
+[plugins.cloudapi.settings.packages.huge]
+memory = 10000000
+disk = 10240
+vcpus = 1
+
+[hypervisor.sim]
+transition_delay_ms = 150
+"#;
+
+fn setup() -> (Server, Signer) {
+    let server = site(SETTINGS);
+    let alice = account_with_key(&server, "alice");
+    (server, alice)
+}
+
+/// The id of the shipped image `name`.
+fn image_id(api: &Signer, name: &str) -> String {
+    let (status, _, body) = status_json(api.get(&format!("/my/images?name={name}")));
+    assert_eq!(status, 200, "{body}");
+    body[0]["id"].as_str().expect("image id").to_string()
+}
+
+/// Polls GetMachine until `state` (a deleted machine answers 410).
+fn wait_state(api: &Signer, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = status_json(api.get(&format!("/my/machines/{id}")));
+        assert!(status == 200 || status == 410, "{status} {body}");
+        if body["state"] == state {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn create(api: &Signer, body: Value) -> Value {
+    let (status, headers, machine) = status_json(api.post("/my/machines", &body));
+    assert_eq!(status, 201, "{machine}");
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(machine["id"].as_str().unwrap())
+    );
+    machine
+}
+
+fn running(api: &Signer, name: &str, image: &str) -> String {
+    let machine = create(
+        api,
+        json!({"name": name, "image": image, "package": "small"}),
+    );
+    let id = machine["id"].as_str().unwrap().to_string();
+    wait_state(api, &id, "running");
+    id
+}
+
+fn action(api: &Signer, id: &str, body: Value) -> u16 {
+    api.post(&format!("/my/machines/{id}"), &body)
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn images_list_filter_and_get() {
+    let (_server, api) = setup();
+    let (status, headers, images) = status_json(api.get("/my/images"));
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-resource-count"], "4");
+    let alpine = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "alpine-3.20")
+        .expect("alpine");
+    for field in [
+        "id",
+        "name",
+        "version",
+        "os",
+        "requirements",
+        "type",
+        "files",
+        "published_at",
+        "owner",
+        "public",
+        "state",
+    ] {
+        assert!(alpine.get(field).is_some(), "{field} in {alpine}");
+    }
+    let (_, _, smartos) = status_json(api.get("/my/images?os=smartos"));
+    assert_eq!(smartos.as_array().unwrap().len(), 1);
+    let (_, _, zvols) = status_json(api.get("/my/images?type=zvol&public=true"));
+    assert_eq!(zvols.as_array().unwrap().len(), 3);
+    let (_, _, none) = status_json(api.get("/my/images?state=disabled"));
+    assert_eq!(none, json!([]));
+    let (_, _, fuzzy) = status_json(api.get("/my/images?name=~ubuntu"));
+    assert_eq!(fuzzy.as_array().unwrap().len(), 1);
+    let id = alpine["id"].as_str().unwrap();
+    let (status, _, one) = status_json(api.get(&format!("/my/images/{id}")));
+    assert_eq!((status, &one["name"]), (200, &json!("alpine-3.20")));
+    assert_error(api.get("/my/images/nope"), 404, "ResourceNotFound");
+    // Public images are the operator's, not the account's.
+    assert_error(
+        api.send("DELETE", &format!("/my/images/{id}"), None),
+        403,
+        "NotAuthorized",
+    );
+    assert_error(
+        api.post(&format!("/my/images/{id}?action=export"), &json!({})),
+        409,
+        "MissingParameter",
+    );
+    assert_error(
+        api.post(&format!("/my/images/{id}"), &json!({"action": "bogus"})),
+        409,
+        "InvalidArgument",
+    );
+}
+
+#[test]
+fn packages_list_filter_and_get() {
+    let (_server, api) = setup();
+    let (status, _, packages) = status_json(api.get("/my/packages"));
+    assert_eq!(status, 200);
+    let names: Vec<&str> = packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["huge", "medium", "small"]);
+    let medium = &packages[1];
+    assert_eq!(
+        (&medium["memory"], &medium["vcpus"], &medium["default"]),
+        (&json!(1024), &json!(2), &json!(true))
+    );
+    let (_, _, filtered) = status_json(api.get("/my/packages?memory=512"));
+    assert_eq!(filtered[0]["name"], "small");
+    let (_, _, wild) = status_json(api.get("/my/packages?name=s*"));
+    assert_eq!(wild.as_array().unwrap().len(), 1);
+    let id = medium["id"].as_str().unwrap();
+    let (_, _, by_id) = status_json(api.get(&format!("/my/packages/{id}")));
+    assert_eq!(by_id["name"], "medium");
+    let (_, _, by_name) = status_json(api.get("/my/packages/medium"));
+    assert_eq!(by_name["id"], id);
+    assert_error(api.get("/my/packages/nope"), 404, "ResourceNotFound");
+    assert_error(api.get("/my/packages?memory=lots"), 409, "InvalidArgument");
+}
+
+#[test]
+fn default_site_ships_sample_packages() {
+    let server = Server::default_site();
+    let api = account_with_key(&server, "carol");
+    let (status, _, packages) = status_json(api.get("/my/packages"));
+    assert_eq!(status, 200, "{packages}");
+    assert!(packages.as_array().unwrap().len() >= 3, "{packages}");
+    assert!(
+        packages
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["default"] == true)
+    );
+}
+
+#[test]
+fn create_machine_runs_through_a_job_and_validates_inputs() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let machine = create(
+        &api,
+        json!({
+            "name": "web-1", "image": image, "package": "small",
+            "tag.role": "web", "tag.count": 3, "metadata.user-script": "echo hi",
+            "firewall_enabled": true,
+        }),
+    );
+    assert_eq!(machine["state"], "provisioning");
+    assert_eq!(machine["package"], "small");
+    assert_eq!(machine["tags"], json!({"role": "web", "count": 3}));
+    assert_eq!(machine["metadata"]["user-script"], "echo hi");
+    assert_eq!(machine["firewall_enabled"], true);
+    assert_eq!(
+        (&machine["memory"], &machine["brand"]),
+        (&json!(512), &json!("bhyve"))
+    );
+    let id = machine["id"].as_str().unwrap();
+    let ready = wait_state(&api, id, "running");
+    assert!(ready["primaryIp"].as_str().unwrap().starts_with("10.88."));
+    assert_eq!(ready["nics"][0]["netmask"], "255.255.0.0");
+    assert!(ready["compute_node"].is_string());
+    // The default package when none is named.
+    let defaulted = create(&api, json!({"name": "web-2", "image": image}));
+    assert_eq!(defaulted["package"], "medium");
+
+    assert_error(
+        api.post("/my/machines", &json!({"package": "small"})),
+        409,
+        "MissingParameter",
+    );
+    assert_error(
+        api.post("/my/machines", &json!({"image": image, "package": "nope"})),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": "00000000-0000-0000-0000-000000000001", "package": "small"}),
+        ),
+        404,
+        "ResourceNotFound",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"name": "bad name", "image": image, "package": "small"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"name": "web-1", "image": image, "package": "small"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post("/my/machines", &json!({"image": image, "package": "huge"})),
+        503,
+        "InsufficientCapacity",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": image, "package": "small", "metadata.credentials": "x"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": image, "package": "small", "affinity": ["instance==web-1"]}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": image, "package": "small", "networks": ["no-such-net"]}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+}
+
+#[test]
+fn machines_are_private_to_their_account() {
+    let (server, api) = setup();
+    let bob = account_with_key(&server, "bob");
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "mine", &image);
+    assert_error(
+        bob.get(&format!("/my/machines/{id}")),
+        404,
+        "ResourceNotFound",
+    );
+    assert_error(
+        bob.send("DELETE", &format!("/my/machines/{id}"), None),
+        404,
+        "ResourceNotFound",
+    );
+    let (_, headers, list) = status_json(bob.get("/my/machines"));
+    assert_eq!(
+        (headers["x-resource-count"].to_str().unwrap(), list),
+        ("0", json!([]))
+    );
+}
+
+#[test]
+fn list_machines_filters_and_pages_in_the_primitive() {
+    let (_server, api) = setup();
+    let alpine = image_id(&api, "alpine-3.20");
+    let debian = image_id(&api, "debian-12");
+    for i in 0..5 {
+        let role = if i % 2 == 0 { "db" } else { "web" };
+        let image = if i == 4 { &debian } else { &alpine };
+        let package = if i == 3 { "medium" } else { "small" };
+        create(
+            &api,
+            json!({"name": format!("m{i}"), "image": image, "package": package,
+                   "tag.role": role, "tag.env": if i < 2 { "prod" } else { "dev" }}),
+        );
+    }
+    let names = |path: &str| -> (Vec<String>, String, String) {
+        let (status, headers, body) = status_json(api.get(path));
+        assert_eq!(status, 200, "{path}: {body}");
+        let names = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect();
+        let header = |h: &str| headers[h].to_str().unwrap().to_string();
+        (names, header("x-resource-count"), header("x-query-limit"))
+    };
+    let (all, count, limit) = names("/my/machines");
+    assert_eq!(
+        (all.len(), count.as_str(), limit.as_str()),
+        (5, "5", "1000")
+    );
+    let (page, count, limit) = names("/my/machines?limit=2&offset=2");
+    assert_eq!(page, ["m2", "m3"]);
+    assert_eq!((count.as_str(), limit.as_str()), ("5", "2"));
+    assert_eq!(names("/my/machines?tag.role=db").0, ["m0", "m2", "m4"]);
+    assert_eq!(names("/my/machines?tag.role=db&tag.env=prod").0, ["m0"]);
+    assert_eq!(names("/my/machines?name=m3").0, ["m3"]);
+    assert_eq!(names(&format!("/my/machines?image={debian}")).0, ["m4"]);
+    assert_eq!(names("/my/machines?memory=1024").0, ["m3"]);
+    assert_eq!(names("/my/machines?tags=*&name=ignored").0.len(), 5);
+    assert_eq!(names("/my/machines?docker=true").0.len(), 0);
+    assert_eq!(
+        names("/my/machines?brand=bhyve&type=virtualmachine")
+            .0
+            .len(),
+        5
+    );
+    assert_eq!(names("/my/machines?brand=lx").0.len(), 0);
+    // HEAD answers the count without a body.
+    let head = api.send("HEAD", "/my/machines?tag.role=web", None);
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["x-resource-count"], "2");
+    assert_error(api.get("/my/machines?state=bogus"), 409, "InvalidArgument");
+    assert_error(api.get("/my/machines?limit=5000"), 409, "InvalidArgument");
+    // A deleted machine is only listed as a tombstone.
+    let id = wait_state(&api, &first_id(&api, "m1"), "running")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        api.send("DELETE", &format!("/my/machines/{id}"), None)
+            .status(),
+        204
+    );
+    wait_state(&api, &id, "deleted");
+    assert_eq!(names("/my/machines").0.len(), 4);
+    assert_eq!(names("/my/machines?tombstone=true").0.len(), 5);
+    assert_eq!(names("/my/machines?state=deleted").0, ["m1"]);
+}
+
+fn first_id(api: &Signer, name: &str) -> String {
+    let (_, _, body) = status_json(api.get(&format!("/my/machines?name={name}")));
+    body[0]["id"].as_str().expect("machine").to_string()
+}
+
+#[test]
+fn machine_actions_move_states_and_are_audited() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "box", &image);
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({"action": "start"})),
+        409,
+        "InvalidState",
+    );
+    assert_eq!(action(&api, &id, json!({"action": "stop"})), 202);
+    wait_state(&api, &id, "stopped");
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({"action": "stop"})),
+        409,
+        "InvalidState",
+    );
+    // Resize needs a known package.
+    assert_error(
+        api.post(
+            &format!("/my/machines/{id}"),
+            &json!({"action": "resize", "package": "nope"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    assert_eq!(
+        action(&api, &id, json!({"action": "resize", "package": "medium"})),
+        202
+    );
+    let resized = wait_state(&api, &id, "stopped");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut resized = resized;
+    // The package changes when the resize's job completes.
+    while (resized["memory"] != 1024 || resized["package"] != "medium") && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        resized = status_json(api.get(&format!("/my/machines/{id}"))).2;
+    }
+    assert_eq!(
+        (&resized["memory"], &resized["package"]),
+        (&json!(1024), &json!("medium"))
+    );
+    wait_idle(&api, &id);
+    assert_eq!(action(&api, &id, json!({"action": "start"})), 202);
+    wait_state(&api, &id, "running");
+    wait_idle(&api, &id);
+    assert_eq!(action(&api, &id, json!({"action": "reboot"})), 202);
+    wait_idle(&api, &id);
+    assert_eq!(
+        action(&api, &id, json!({"action": "rename", "name": "box-2"})),
+        202
+    );
+    let (_, _, renamed) = status_json(api.get(&format!("/my/machines/{id}")));
+    assert_eq!(renamed["name"], "box-2");
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({"action": "rename"})),
+        409,
+        "MissingParameter",
+    );
+    assert_eq!(
+        action(&api, &id, json!({"action": "disable_firewall"})),
+        202
+    );
+    assert_eq!(action(&api, &id, json!({"action": "enable_firewall"})), 202);
+    let (_, _, fw) = status_json(api.get(&format!("/my/machines/{id}")));
+    assert_eq!(fw["firewall_enabled"], true);
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({})),
+        409,
+        "MissingParameter",
+    );
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({"action": "fly"})),
+        409,
+        "InvalidArgument",
+    );
+
+    // Deletion protection refuses DeleteMachine until it is turned off.
+    assert_eq!(
+        action(&api, &id, json!({"action": "enable_deletion_protection"})),
+        202
+    );
+    let (_, _, protected) = status_json(api.get(&format!("/my/machines/{id}")));
+    assert_eq!(protected["deletion_protection"], true);
+    assert_error(
+        api.send("DELETE", &format!("/my/machines/{id}"), None),
+        409,
+        "CannotDestroyMachine",
+    );
+    assert_eq!(
+        action(&api, &id, json!({"action": "disable_deletion_protection"})),
+        202
+    );
+
+    let (status, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+    assert_eq!(status, 200);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "disable_deletion_protection",
+            "enable_deletion_protection",
+            "rename",
+            "reboot",
+            "start",
+            "resize",
+            "stop",
+            "provision"
+        ]
+    );
+    let newest_reboot = &audit[3];
+    assert_eq!(newest_reboot["success"], "yes");
+    assert_eq!(newest_reboot["caller"]["type"], "signature");
+    assert!(
+        newest_reboot["caller"]["keyId"]
+            .as_str()
+            .unwrap()
+            .starts_with("/alice/keys/")
+    );
+    assert!(newest_reboot["time"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(
+        api.send("DELETE", &format!("/my/machines/{id}"), None)
+            .status(),
+        204
+    );
+    let gone = wait_state(&api, &id, "deleted");
+    assert_eq!(gone["id"], id.as_str());
+    assert_eq!(api.get(&format!("/my/machines/{id}")).status(), 410);
+    assert_error(
+        api.post(&format!("/my/machines/{id}"), &json!({"action": "start"})),
+        410,
+        "ResourceGone",
+    );
+    assert_error(
+        api.get("/my/machines/00000000-0000-0000-0000-000000000000"),
+        404,
+        "ResourceNotFound",
+    );
+}
+
+/// Waits until the machine's newest audit entry has finished.
+fn wait_idle(api: &Signer, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+        let (_, _, machine) = status_json(api.get(&format!("/my/machines/{id}")));
+        let settled = machine["state"] == "running" || machine["state"] == "stopped";
+        if audit[0]["success"] == "yes" && settled {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{audit}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn tags_add_replace_get_and_delete() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "tagged", &image);
+    let path = format!("/my/machines/{id}/tags");
+    let (status, _, tags) = status_json(api.post(&path, &json!({"a": "1", "b": true})));
+    assert_eq!((status, tags), (200, json!({"a": "1", "b": true})));
+    let (_, _, tags) = status_json(api.post(&path, &json!({"c": 3})));
+    assert_eq!(tags, json!({"a": "1", "b": true, "c": 3}));
+    let (_, _, one) = status_json(api.get(&format!("{path}/c")));
+    assert_eq!(one, json!(3));
+    assert_error(api.get(&format!("{path}/zz")), 404, "ResourceNotFound");
+    let (_, _, replaced) = status_json(api.send("PUT", &path, Some(&json!({"only": "x"}))));
+    assert_eq!(replaced, json!({"only": "x"}));
+    assert_eq!(
+        api.send("DELETE", &format!("{path}/only"), None).status(),
+        204
+    );
+    assert_error(
+        api.send("DELETE", &format!("{path}/only"), None),
+        404,
+        "ResourceNotFound",
+    );
+    api.post(&path, &json!({"x": "1", "y": "2"}));
+    assert_eq!(api.send("DELETE", &path, None).status(), 204);
+    let (_, _, empty) = status_json(api.get(&path));
+    assert_eq!(empty, json!({}));
+    assert_error(
+        api.post(&path, &json!({"bad": {"nested": 1}})),
+        409,
+        "InvalidArgument",
+    );
+    let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+    assert_eq!(audit[0]["action"], "set_tags");
+    assert_error(
+        api.get("/my/machines/00000000-0000-0000-0000-000000000000/tags"),
+        404,
+        "ResourceNotFound",
+    );
+}
+
+#[test]
+fn metadata_update_list_get_delete_and_credentials() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "meta", &image);
+    let path = format!("/my/machines/{id}/metadata");
+    let (status, _, md) = status_json(api.post(&path, &json!({"k": "v", "n": {"j": 1}})));
+    assert_eq!(status, 200);
+    assert_eq!(md, json!({"k": "v", "n": "{\"j\":1}"}));
+    let (_, _, value) = status_json(api.get(&format!("{path}/k")));
+    assert_eq!(value, json!("v"));
+    assert_error(api.get(&format!("{path}/none")), 404, "ResourceNotFound");
+    assert_error(
+        api.post(&path, &json!({"credentials": "x"})),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.send("DELETE", &format!("{path}/credentials"), None),
+        409,
+        "InvalidArgument",
+    );
+    assert_eq!(api.send("DELETE", &format!("{path}/k"), None).status(), 204);
+    let (_, _, md) = status_json(api.get(&path));
+    assert_eq!(md, json!({"n": "{\"j\":1}"}));
+    assert_eq!(api.send("DELETE", &path, None).status(), 204);
+    let (_, _, md) = status_json(api.get(&format!("{path}?credentials=true")));
+    assert_eq!(md, json!({}));
+}
+
+#[test]
+fn snapshots_create_list_get_rollback_and_delete() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "snappy", &image);
+    let path = format!("/my/machines/{id}/snapshots");
+    let (status, headers, snap) = status_json(api.post(&path, &json!({"name": "before"})));
+    assert_eq!(
+        (status, &snap["name"], &snap["state"]),
+        (201, &json!("before"), &json!("created"))
+    );
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("/snapshots/before")
+    );
+    assert_error(
+        api.post(&path, &json!({"name": "before"})),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(&path, &json!({"name": "no spaces"})),
+        409,
+        "InvalidArgument",
+    );
+    let (_, _, unnamed) = status_json(api.post(&path, &json!({})));
+    assert!(
+        unnamed["name"].as_str().unwrap().starts_with("20"),
+        "{unnamed}"
+    );
+    let (_, _, list) = status_json(api.get(&path));
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (_, _, one) = status_json(api.get(&format!("{path}/before")));
+    assert_eq!(one["name"], "before");
+    assert_error(api.get(&format!("{path}/nope")), 404, "ResourceNotFound");
+    // Rolling back needs a stopped machine.
+    assert_error(
+        api.post(&format!("{path}/before"), &json!({})),
+        409,
+        "InvalidState",
+    );
+    action(&api, &id, json!({"action": "stop"}));
+    wait_state(&api, &id, "stopped");
+    wait_idle(&api, &id);
+    assert_eq!(
+        api.post(&format!("{path}/before"), &json!({})).status(),
+        202
+    );
+    wait_idle(&api, &id);
+    assert_eq!(
+        api.send("DELETE", &format!("{path}/before"), None).status(),
+        204
+    );
+    assert_error(
+        api.send("DELETE", &format!("{path}/before"), None),
+        404,
+        "ResourceNotFound",
+    );
+}
+
+#[test]
+fn disks_add_list_get_and_delete() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "disky", &image);
+    let path = format!("/my/machines/{id}/disks");
+    let (_, _, disks) = status_json(api.get(&path));
+    assert_eq!(disks.as_array().unwrap().len(), 1);
+    assert_eq!(
+        (&disks[0]["boot"], &disks[0]["size"]),
+        (&json!(true), &json!(10240))
+    );
+    let (status, _, disk) = status_json(api.post(&path, &json!({"size": 2048})));
+    assert_eq!(
+        (status, &disk["size"], &disk["boot"]),
+        (201, &json!(2048), &json!(false))
+    );
+    let disk_id = disk["id"].as_str().unwrap();
+    let (_, _, one) = status_json(api.get(&format!("{path}/{disk_id}")));
+    assert_eq!(one["id"], disk_id);
+    assert_error(api.post(&path, &json!({})), 409, "MissingParameter");
+    assert_error(
+        api.post(&path, &json!({"size": "big"})),
+        409,
+        "InvalidArgument",
+    );
+    let boot = disks[0]["id"].as_str().unwrap();
+    assert_error(
+        api.send("DELETE", &format!("{path}/{boot}"), None),
+        409,
+        "InvalidArgument",
+    );
+    assert_eq!(
+        api.send("DELETE", &format!("{path}/{disk_id}"), None)
+            .status(),
+        204
+    );
+    assert_error(
+        api.get(&format!("{path}/{disk_id}")),
+        404,
+        "ResourceNotFound",
+    );
+}
+
+#[test]
+fn images_from_machines_update_and_delete() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "golden", &image);
+    let (status, _, made) = status_json(api.post(
+        "/my/images",
+        &json!({"machine": id, "name": "golden", "version": "1.0.0", "description": "mine"}),
+    ));
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(
+        (&made["public"], &made["state"]),
+        (&json!(false), &json!("active"))
+    );
+    assert_eq!(made["description"], "mine");
+    let made_id = made["id"].as_str().unwrap();
+    let (_, _, updated) = status_json(api.post(
+        &format!("/my/images/{made_id}?action=update"),
+        &json!({"version": "1.0.1", "tags": {"k": "v"}}),
+    ));
+    assert_eq!(
+        (&updated["version"], &updated["tags"]["k"]),
+        (&json!("1.0.1"), &json!("v"))
+    );
+    assert_error(
+        api.post("/my/images", &json!({"name": "x"})),
+        409,
+        "MissingParameter",
+    );
+    assert_error(
+        api.post(
+            "/my/images?action=import-from-datacenter",
+            &json!({"datacenter": "nowhere", "id": made_id}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    // A machine made from it keeps it in use.
+    let user = create(
+        &api,
+        json!({"name": "child", "image": made_id, "package": "small"}),
+    );
+    assert_error(
+        api.send("DELETE", &format!("/my/images/{made_id}"), None),
+        409,
+        "InUseError",
+    );
+    let child = user["id"].as_str().unwrap();
+    wait_state(&api, child, "running");
+    api.send("DELETE", &format!("/my/machines/{child}"), None);
+    wait_state(&api, child, "deleted");
+    assert_eq!(
+        api.send("DELETE", &format!("/my/images/{made_id}"), None)
+            .status(),
+        204
+    );
+    assert_error(
+        api.get(&format!("/my/images/{made_id}")),
+        404,
+        "ResourceNotFound",
+    );
+}
+
+#[test]
+fn migrations_move_a_machine_between_nodes() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "mover", &image);
+    let node = |api: &Signer| {
+        status_json(api.get(&format!("/my/machines/{id}"))).2["compute_node"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = node(&api);
+    let path = format!("/my/machines/{id}/migrate");
+    assert_error(api.post(&path, &json!({})), 409, "MissingParameter");
+    assert_error(
+        api.post(&path, &json!({"action": "switch"})),
+        409,
+        "InvalidState",
+    );
+    let (status, _, begun) = status_json(api.post(&path, &json!({"action": "begin"})));
+    assert_eq!(
+        (status, &begun["phase"], &begun["state"]),
+        (201, &json!("begin"), &json!("paused"))
+    );
+    assert_eq!(begun["automatic"], false);
+    assert_error(
+        api.post(&path, &json!({"action": "begin"})),
+        409,
+        "InvalidState",
+    );
+    let (_, _, synced) = status_json(api.post(&path, &json!({"action": "sync"})));
+    assert_eq!(
+        (&synced["phase"], &synced["state"]),
+        (&json!("sync"), &json!("paused"))
+    );
+    let (_, _, switched) = status_json(api.post(&path, &json!({"action": "switch"})));
+    assert_eq!(
+        (&switched["phase"], &switched["state"]),
+        (&json!("switch"), &json!("successful"))
+    );
+    assert_eq!(switched["progress_history"].as_array().unwrap().len(), 3);
+    assert_ne!(node(&api), before);
+    let (_, _, list) = status_json(api.get("/my/migrations"));
+    assert_eq!(list[0]["machine"], id.as_str());
+    let (_, _, one) = status_json(api.get(&format!("/my/migrations/{id}")));
+    assert_eq!(one["state"], "successful");
+    let (_, _, watched) = status_json(api.post(&path, &json!({"action": "watch"})));
+    assert_eq!(watched.as_array().unwrap().last().unwrap()["type"], "end");
+    let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+    assert_eq!(audit[0]["action"], "migrate");
+    assert_eq!(
+        api.post(&path, &json!({"action": "finalize"})).status(),
+        200
+    );
+    assert_error(
+        api.get(&format!("/my/migrations/{id}")),
+        404,
+        "ResourceNotFound",
+    );
+
+    // Aborting a paused one leaves the machine where it was.
+    let here = node(&api);
+    api.post(&path, &json!({"action": "begin"}));
+    let (_, _, aborted) = status_json(api.post(&path, &json!({"action": "abort"})));
+    assert_eq!(aborted["state"], "aborted");
+    assert_eq!(node(&api), here);
+    assert_error(
+        api.post(&path, &json!({"action": "finalize"})),
+        409,
+        "InvalidState",
+    );
+    // Automatic runs every phase.
+    let (status, _, auto) = status_json(api.post(&path, &json!({"action": "automatic"})));
+    assert_eq!(
+        (status, &auto["state"], &auto["automatic"]),
+        (201, &json!("successful"), &json!(true))
+    );
+    assert_ne!(node(&api), here);
+    assert_error(
+        api.post(&path, &json!({"action": "fly"})),
+        409,
+        "InvalidArgument",
+    );
+}
+
+#[test]
+fn operator_packages_from_the_cli_join_the_settings_packages() {
+    let (server, api) = setup();
+    let out = crate::harness::cli_ok(
+        &server.data_dir(),
+        &[
+            "package", "add", "cli-2G", "--memory", "2048", "--disk", "20480", "--vcpus", "2",
+            "--swap", "4096",
+        ],
+        "",
+    );
+    assert!(out.contains("cli-2G"), "{out}");
+    let listed = crate::harness::cli_ok(&server.data_dir(), &["package", "list", "--json"], "");
+    assert!(listed.contains("\"cli-2G\""), "{listed}");
+    let (_, _, packages) = status_json(api.get("/my/packages"));
+    let names: Vec<&str> = packages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cli-2G", "huge", "medium", "small"]);
+    let (_, _, one) = status_json(api.get("/my/packages/cli-2G"));
+    assert_eq!(
+        (&one["memory"], &one["swap"], &one["vcpus"]),
+        (&json!(2048), &json!(4096), &json!(2))
+    );
+    let image = image_id(&api, "alpine-3.20");
+    let made = create(&api, json!({"image": image, "package": "cli-2G"}));
+    assert_eq!(
+        (&made["memory"], &made["package"]),
+        (&json!(2048), &json!("cli-2G"))
+    );
+    crate::harness::cli_ok(&server.data_dir(), &["package", "remove", "cli-2G"], "");
+    assert_error(api.get("/my/packages/cli-2G"), 404, "ResourceNotFound");
+    let (code, _, _) = crate::harness::run_cli(&[
+        "package",
+        "add",
+        "zero",
+        "--memory",
+        "0",
+        "--disk",
+        "1",
+        "--data-dir",
+        server.data_dir().to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+}
+
+/// RBAC from part 1 on machines: a sub-user acts on a machine only through a role
+/// tagged on it (which covers its tags, metadata and audit) with a rule for the action.
+#[test]
+fn role_tagged_machines_and_images_gate_sub_users() {
+    let (server, alice) = setup();
+    let image = image_id(&alice, "alpine-3.20");
+    let tagged = running(&alice, "tagged", &image);
+    let other = running(&alice, "other", &image);
+    let created = alice.post(
+        "/my/users",
+        &json!({"login": "bob", "email": "bob@example.com", "password": "secret123secret"}),
+    );
+    assert_eq!(created.status(), 201);
+    let key = super::KeyPair::generate("ecdsa");
+    assert_eq!(
+        alice
+            .post("/my/users/bob/keys", &json!({"key": key.public}))
+            .status(),
+        201
+    );
+    let policy = alice.post(
+        "/my/policies",
+        &json!({"name": "ops", "rules": ["CAN getmachine, listmachinetags, machineaudit and stopmachine", "CAN getimage"]}),
+    );
+    assert_eq!(policy.status(), 201);
+    let role = alice.post(
+        "/my/roles",
+        &json!({"name": "ops", "members": [{"type": "subuser", "login": "bob", "default": true}], "policies": [{"name": "ops"}]}),
+    );
+    assert_eq!(role.status(), 201);
+    for path in [
+        format!("/my/machines/{tagged}"),
+        format!("/my/images/{image}"),
+    ] {
+        let r = alice.send("PUT", &path, Some(&json!({"role-tag": ["ops"]})));
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let bob = Signer::new(&server, &format!("/alice/users/bob/keys/{}", key.md5), key);
+    let status = |method: &str, path: &str, body: Option<Value>| {
+        bob.send(method, path, body.as_ref()).status().as_u16()
+    };
+    assert_eq!(
+        status("GET", &format!("/alice/machines/{tagged}"), None),
+        200
+    );
+    assert_eq!(
+        status("GET", &format!("/alice/machines/{tagged}/tags"), None),
+        200
+    );
+    assert_eq!(
+        status("GET", &format!("/alice/machines/{tagged}/audit"), None),
+        200
+    );
+    assert_eq!(status("GET", &format!("/alice/images/{image}"), None), 200);
+    // Not tagged, or no rule for the action.
+    assert_eq!(
+        status("GET", &format!("/alice/machines/{other}"), None),
+        403
+    );
+    assert_eq!(status("GET", "/alice/machines", None), 403);
+    assert_eq!(
+        status("DELETE", &format!("/alice/machines/{tagged}"), None),
+        403
+    );
+    assert_eq!(
+        status(
+            "POST",
+            &format!("/alice/machines/{tagged}/tags"),
+            Some(json!({"a": "b"}))
+        ),
+        403
+    );
+    // Each machine action is its own RBAC action: stop is allowed, start is not.
+    assert_eq!(
+        status(
+            "POST",
+            &format!("/alice/machines/{tagged}"),
+            Some(json!({"action": "reboot"}))
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            "POST",
+            &format!("/alice/machines/{tagged}"),
+            Some(json!({"action": "stop"}))
+        ),
+        202
+    );
+    wait_state(&alice, &tagged, "stopped");
+}
