@@ -20,20 +20,14 @@ const NO_OWNER: &str = "00000000-0000-0000-0000-000000000000";
 /// Fields of `extra` that UpdateImage and CreateImageFromMachine may set.
 const EXTRA_FIELDS: [&str; 5] = ["description", "homepage", "eula", "acl", "tags"];
 
-/// Whether the account may see (and provision from) the image.
+/// Whether the account may see (and provision from) the image: the primitive's own
+/// rule — public, unowned, or owned by the account's id (machines' owner).
 fn may_see(ctx: &Ctx<'_>, image: &Image) -> bool {
-    image.public
-        || image
-            .owner
-            .as_deref()
-            .is_none_or(|o| o == ctx.account.id || o == ctx.account.login)
+    image.public || image.owner.as_deref().is_none_or(|o| o == ctx.account.id)
 }
 
 fn owns(ctx: &Ctx<'_>, image: &Image) -> bool {
-    image
-        .owner
-        .as_deref()
-        .is_some_and(|o| o == ctx.account.id || o == ctx.account.login)
+    image.owner.as_deref() == Some(ctx.account.id.as_str())
 }
 
 /// The image of that id if the account may see it.
