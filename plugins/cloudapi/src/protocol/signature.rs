@@ -462,3 +462,44 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn quote(value: &str) -> String {
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    }
+
+    proptest! {
+        /// Whatever the values (quotes and backslashes included), a header written the
+        /// way clients write it reads back the same.
+        #[test]
+        fn a_written_header_parses_back(
+            key_id in "/[a-z]{2,8}/keys/[ -~]{1,40}",
+            algorithm in "[a-z0-9-]{3,16}",
+            headers in proptest::collection::vec("[a-z-]{1,12}|\\(request-target\\)", 1..5),
+            signature in "[A-Za-z0-9+/]{4,64}={0,2}",
+        ) {
+            let text = format!(
+                "Signature keyId=\"{}\",algorithm=\"{}\",headers=\"{}\",signature=\"{}\"",
+                quote(&key_id), algorithm, headers.join(" "), signature
+            );
+            let parsed = SignatureHeader::parse(&text).unwrap();
+            prop_assert_eq!(parsed.key_id, key_id);
+            prop_assert_eq!(parsed.algorithm, algorithm);
+            prop_assert_eq!(parsed.headers, Some(headers));
+            prop_assert_eq!(parsed.signature, signature);
+        }
+
+        /// Arbitrary input never panics: it parses or is refused.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,120}") {
+            let _ = SignatureHeader::parse(&text);
+            let _ = SignatureHeader::parse(&format!("Signature {text}"));
+            let _ = KeyId::parse(&text);
+        }
+    }
+}

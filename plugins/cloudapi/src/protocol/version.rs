@@ -285,3 +285,29 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text is a range or an error, never a panic.
+        #[test]
+        fn any_text_negotiates_or_is_refused(text in "\\PC{0,40}") {
+            let _ = negotiate(&text);
+        }
+
+        /// An exact version, its tilde and its major pick a served version inside them.
+        #[test]
+        fn served_versions_are_found_by_their_own_ranges(i in 0..API_VERSIONS.len()) {
+            let v = API_VERSIONS[i];
+            prop_assert_eq!(negotiate(v).ok(), Some(v));
+            prop_assert_eq!(negotiate(&format!("={v}")).ok(), Some(v));
+            let major = &v[..1];
+            let picked = negotiate(&format!("~{major}")).unwrap();
+            prop_assert!(picked.starts_with(major) && picked >= v);
+        }
+    }
+}

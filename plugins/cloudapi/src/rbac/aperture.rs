@@ -596,3 +596,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text is a rule or a reason, never a panic.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,120}") {
+            let _ = Rule::parse(&text);
+            let _ = Rule::parse(&format!("CAN x if {text}"));
+        }
+
+        /// A list of action names reads back lower-cased, whatever the separators.
+        #[test]
+        fn action_lists_read_back(
+            actions in proptest::collection::vec("[a-zA-Z][a-zA-Z0-9_]{0,20}", 1..6),
+            commas in proptest::collection::vec(any::<bool>(), 6),
+        ) {
+            prop_assume!(actions.iter().all(|a| !["and", "or", "if", "when", "can", "not"]
+                .contains(&a.to_ascii_lowercase().as_str())));
+            let mut text = format!("CAN {}", actions[0]);
+            for (i, action) in actions.iter().enumerate().skip(1) {
+                text.push_str(if commas[i] { ", " } else { " and " });
+                text.push_str(action);
+            }
+            let rule = Rule::parse(&text).unwrap();
+            let expected: Vec<String> = actions.iter().map(|a| a.to_ascii_lowercase()).collect();
+            prop_assert_eq!(rule.actions, expected);
+        }
+
+        /// `time` comparisons agree with comparing seconds since midnight.
+        #[test]
+        fn time_conditions_match_arithmetic(h in 0u64..24, m in 0u64..60, at in 0u64..86_400) {
+            let rule = Rule::parse(&format!("CAN x if time >= {h:02}:{m:02}")).unwrap();
+            let facts = Facts {
+                now_ms: (20_000 * 86_400 + at) * 1000,
+                source_ip: None,
+                method: "GET".into(),
+                user_agent: String::new(),
+            };
+            prop_assert_eq!(rule.allows("x", &facts), at >= h * 3600 + m * 60);
+        }
+    }
+}
