@@ -92,6 +92,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The data dir the server was started with.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.join("data")

@@ -18,6 +18,7 @@ mod kernel_routes;
 mod lifecycle;
 mod qemu;
 mod routing;
+mod soak;
 mod sockets;
 mod storage;
 mod ticrypt;
