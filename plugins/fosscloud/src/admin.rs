@@ -129,9 +129,7 @@ fn pool_json(pool: &Pool) -> Value {
 }
 
 fn vm_json(inv: &mut Inventory, key: &str, record: &PoolVm) -> Result<Value, ApiError> {
-    let state = inv
-        .vm_of(record)?
-        .map(|vm| format!("{:?}", vm.state).to_lowercase());
+    let state = inv.vm_of(record)?.map(|vm| pools::state_name(vm.state));
     Ok(json!({
         "key": key, "slot": record.slot, "uuid": record.vm, "state": state,
         "owner": record.owner, "holder": record.holder, "port": record.port,
@@ -292,7 +290,7 @@ pub fn add_vm(ctx: &Ctx, params: &Params) -> Result<Reply, ApiError> {
         )
     })?;
     let made = match &input.vm {
-        Some(id) => adopt(&pool, id),
+        Some(id) => adopt(id),
         None => {
             let name = match (&input.name, pool.kind) {
                 (Some(name), _) => name.clone(),
@@ -333,7 +331,7 @@ pub fn add_vm(ctx: &Ctx, params: &Params) -> Result<Reply, ApiError> {
 }
 
 /// An existing hypervisor VM joins a pool, with a fresh display port and password.
-fn adopt(pool: &Pool, id: &str) -> Result<pools::Made, ApiError> {
+fn adopt(id: &str) -> Result<pools::Made, ApiError> {
     let vm = hv::get_vm(id)?.ok_or_else(|| bad(format!("No vm {id}")))?;
     let taken = POOL_VMS
         .query()
@@ -346,7 +344,6 @@ fn adopt(pool: &Pool, id: &str) -> Result<pools::Made, ApiError> {
             format!("The vm {id} is in a pool already"),
         ));
     }
-    let _ = pool;
     pools::credentials_for(vm)
 }
 

@@ -61,6 +61,20 @@ pub fn is_dead(vm: Option<&Vm>) -> bool {
     vm.is_none_or(|vm| matches!(vm.state, VmState::Deleted | VmState::Failed))
 }
 
+/// The hypervisor's name of a VM state.
+pub fn state_name(state: VmState) -> &'static str {
+    match state {
+        VmState::Provisioning => "provisioning",
+        VmState::Running => "running",
+        VmState::Stopped => "stopped",
+        VmState::Stopping => "stopping",
+        VmState::Starting => "starting",
+        VmState::Rebooting => "rebooting",
+        VmState::Deleted => "deleted",
+        VmState::Failed => "failed",
+    }
+}
+
 /// The hypervisor's view of the pool VMs a request touches, fetched once each.
 pub struct Inventory<'a> {
     settings: &'a Settings,
