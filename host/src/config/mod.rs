@@ -3,6 +3,8 @@
 //! built-in default site.
 
 mod defaults;
+#[cfg(test)]
+mod proptests;
 mod validate;
 
 use std::collections::BTreeMap;
