@@ -51,12 +51,16 @@ mod auth;
 mod compute;
 mod context;
 mod errors;
+mod fwrule;
 mod ids;
 mod model;
+mod network_routes;
+mod predicate;
 mod protocol;
 mod rbac;
 mod resources;
 mod settings;
+mod vms;
 
 use serde_json::json;
 use tessera_sdk::{Params, Plugin, Request, Response, RouteMatch, Router};
@@ -195,7 +199,7 @@ fn routes() -> Router<Endpoint> {
             "/:account/services",
             ep("listservices", datacenters::services),
         );
-    compute_routes(router)
+    network_routes::add(compute_routes(router))
 }
 
 /// Part 2: images, packages, machines and everything on a machine.
@@ -402,6 +406,23 @@ impl Plugin for CloudApi {
                 started_ms,
             },
         )
+    }
+
+    fn run_job(job: tessera_sdk::Job) -> tessera_sdk::JobOutcome {
+        match job.kind.split('.').next() {
+            Some("volume") => resources::volumes::run_job(&job),
+            _ => tessera_sdk::JobOutcome::Failed((
+                "NotSupported".into(),
+                format!("cloudapi runs no job of kind {}", job.kind),
+            )),
+        }
+    }
+
+    fn on_socket(
+        socket: tessera_sdk::sockets::Socket,
+        event: tessera_sdk::sockets::SocketEvent,
+    ) -> tessera_sdk::sockets::SocketReply {
+        resources::sockets::on_socket(socket, event)
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod identity;
 mod machines;
+mod networking;
 mod protocol;
 mod rbac;
 mod triton;

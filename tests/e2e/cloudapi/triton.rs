@@ -394,3 +394,125 @@ fn triton_instance_lifecycle() {
     let (code, _, err) = t.run(&["instance", "get", "web2"]);
     assert_eq!(code, 3, "{err}");
 }
+
+/// JSON lines (what `-j` lists print) as values.
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    let trimmed = out.trim();
+    if trimmed.starts_with('[') {
+        return serde_json::from_str::<Vec<serde_json::Value>>(trimmed).expect("JSON array");
+    }
+    trimmed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn triton_networks_vlans_and_fabric_networks() {
+    let Some(t) = Triton::setup() else { return };
+    let out = t.ok(&["network", "list"]);
+    assert!(out.contains("public") && out.contains("private"), "{out}");
+    let out = t.ok(&["network", "get", "private"]);
+    assert!(out.contains("192.168.128.0/22"), "{out}");
+    let out = t.ok(&["network", "ip", "list", "private"]);
+    assert!(out.contains("192.168.128.1"), "{out}");
+
+    let out = t.ok(&["vlan", "create", "--name=web", "--description=front", "100"]);
+    assert!(out.contains("Created vlan web (100)"), "{out}");
+    let vlans = json_lines(&t.ok(&["vlan", "list", "-j"]));
+    assert_eq!(vlans.len(), 1);
+    assert_eq!(vlans[0]["name"], "web");
+    let out = t.ok(&[
+        "network",
+        "create",
+        "--name=webnet",
+        "--subnet=10.50.1.0/24",
+        "--start-ip=10.50.1.5",
+        "--end-ip=10.50.1.20",
+        "--gateway=10.50.1.1",
+        "--resolver=8.8.8.8",
+        "100",
+    ]);
+    assert!(out.contains("Created network webnet"), "{out}");
+    let nets = json_lines(&t.ok(&["network", "list", "-j"]));
+    let webnet = nets
+        .iter()
+        .find(|n| n["name"] == "webnet")
+        .expect("webnet listed");
+    assert_eq!(
+        (webnet["fabric"].as_bool(), webnet["vlan_id"].as_u64()),
+        (Some(true), Some(100))
+    );
+    let (code, _, err) = t.run(&["vlan", "delete", "100"]);
+    assert_ne!(code, 0, "a VLAN with a network is not deleted");
+    assert!(err.contains("InUse") || err.contains("networks"), "{err}");
+    let out = t.ok(&["network", "delete", "webnet"]);
+    assert!(out.contains("Deleted network"), "{out}");
+    let out = t.ok(&["vlan", "delete", "100"]);
+    assert!(out.contains("Deleted vlan 100"), "{out}");
+    assert!(json_lines(&t.ok(&["vlan", "list", "-j"])).is_empty());
+}
+
+#[test]
+fn triton_fwrules() {
+    let Some(t) = Triton::setup() else { return };
+    let out = t.ok(&[
+        "fwrule",
+        "create",
+        "-D",
+        "ssh in",
+        "FROM any TO all vms ALLOW tcp port 22",
+    ]);
+    assert!(out.contains("Created firewall rule"), "{out}");
+    let rules = json_lines(&t.ok(&["fwrule", "list", "-j"]));
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["rule"], "FROM any TO all vms ALLOW tcp PORT 22");
+    assert_eq!(rules[0]["enabled"], true);
+    let id = rules[0]["id"].as_str().unwrap().to_string();
+    let out = t.ok(&["fwrule", "disable", &id]);
+    assert!(out.contains("Disabled firewall rule"), "{out}");
+    let got: serde_json::Value =
+        serde_json::from_str(t.ok(&["fwrule", "get", "-j", &id]).trim()).unwrap();
+    assert_eq!(got["enabled"], false);
+    let out = t.ok(&["fwrule", "enable", &id]);
+    assert!(out.contains("Enabled firewall rule"), "{out}");
+    let (code, _, err) = t.run(&["fwrule", "create", "FROM any TO all vms ALLOW tcp PORT 0"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("character"), "{err}");
+    let out = t.ok(&["fwrule", "delete", "-f", &id]);
+    assert!(out.contains("Deleted rule"), "{out}");
+    assert!(json_lines(&t.ok(&["fwrule", "list", "-j"])).is_empty());
+}
+
+#[test]
+fn triton_volumes() {
+    let Some(t) = Triton::setup() else { return };
+    let out = t.ok(&["volume", "sizes"]);
+    assert!(out.contains("10G") || out.contains("10240"), "{out}");
+    t.ok(&["vlan", "create", "--name=storage", "10"]);
+    t.ok(&[
+        "network",
+        "create",
+        "--name=storage",
+        "--subnet=10.10.0.0/24",
+        "--start-ip=10.10.0.10",
+        "--end-ip=10.10.0.20",
+        "--no-nat",
+        "10",
+    ]);
+    let out = t.ok(&["volume", "create", "-n", "data", "-s", "20G", "-w"]);
+    assert!(out.contains("Created volume data"), "{out}");
+    let listed = json_lines(&t.ok(&["volume", "list", "-j"]));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0]["name"].as_str(), listed[0]["state"].as_str()),
+        (Some("data"), Some("ready"))
+    );
+    let got: serde_json::Value =
+        serde_json::from_str(t.ok(&["volume", "get", "data"]).trim()).unwrap();
+    assert_eq!(got["size"], 20480);
+    let out = t.ok(&["volume", "delete", "-y", "-w", "data"]);
+    assert!(out.contains("Deleted volume"), "{out}");
+    assert!(json_lines(&t.ok(&["volume", "list", "-j"])).is_empty());
+}

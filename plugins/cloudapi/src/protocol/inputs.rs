@@ -80,6 +80,11 @@ impl Inputs {
         &self.0
     }
 
+    /// The names of the parameters sent.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.raw(name).is_some()
     }

@@ -59,3 +59,15 @@ pub fn update(ctx: &Ctx<'_>, params: &Params) -> ApiResult<Reply> {
         })?;
     Ok(Reply::ok(Value::Object(config)))
 }
+
+/// The account's `default_network`, if set.
+pub fn default_network(account_id: &str) -> ApiResult<Option<String>> {
+    Ok(CONFIGS
+        .get::<Map<String, Value>>(account_id)?
+        .and_then(|c| {
+            c.value
+                .get("default_network")
+                .and_then(Value::as_str)
+                .map(String::from)
+        }))
+}

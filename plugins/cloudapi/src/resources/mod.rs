@@ -5,21 +5,29 @@
 
 pub mod account;
 pub mod audit;
+pub mod changefeed;
 pub mod config;
 pub mod datacenters;
 pub mod disks;
+pub mod fabrics;
+pub mod firewall;
 pub mod images;
 pub mod keys;
 pub mod machines;
 pub mod metadata;
 pub mod migrations;
+pub mod networks;
+pub mod nics;
 pub mod packages;
 pub mod policies;
 pub mod role_tags;
 pub mod roles;
 pub mod snapshots;
+pub mod sockets;
 pub mod tags;
 pub mod users;
+pub mod vnc;
+pub mod volumes;
 
 use tessera_sdk::auth;
 

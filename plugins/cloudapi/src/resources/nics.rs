@@ -1,0 +1,140 @@
+//! ListNics, GetNic, AddNic, RemoveNic: a machine's NICs in the hypervisor primitive.
+//! A NIC is named by its MAC, with or without colons (`90b8d0575370` is what the CLI
+//! sends). Its state is the primitive's (`provisioning`, `running`, `stopped`).
+
+use ipnet::IpNet;
+use serde_json::{Value, json};
+use tessera_sdk::Params;
+use tessera_sdk::hypervisor::{self as hv, Nic};
+
+use crate::context::Ctx;
+use crate::errors::{ApiError, ApiResult};
+use crate::protocol::Reply;
+use crate::resources::networks::{self, Network};
+use crate::vms::{self, hv_error};
+
+/// The MAC's hex digits, lower case: what two spellings of one MAC share.
+fn mac_digits(mac: &str) -> String {
+    mac.chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+fn nic_json(nic: &Nic, network: Option<&Network>) -> Value {
+    let mut out = json!({
+        "mac": nic.mac,
+        "primary": nic.primary,
+        "ip": nic.ip,
+        "state": nic.state,
+        "network": nic.network,
+    });
+    if let Some(network) = network {
+        let shape = network.to_json();
+        if let Some(IpNet::V4(net)) = shape["subnet"].as_str().and_then(|s| s.parse().ok()) {
+            out["netmask"] = json!(net.netmask().to_string());
+        }
+        if let Some(gateway) = shape.get("gateway") {
+            out["gateway"] = gateway.clone();
+        }
+        if let Some(resolvers) = shape.get("resolvers") {
+            out["resolvers"] = resolvers.clone();
+        }
+    }
+    out
+}
+
+fn render(ctx: &Ctx<'_>, nics: &[Nic]) -> ApiResult<Vec<Value>> {
+    let all = networks::visible(ctx)?;
+    Ok(nics
+        .iter()
+        .map(|nic| nic_json(nic, all.iter().find(|n| n.id() == nic.network)))
+        .collect())
+}
+
+fn machine_id(p: &Params) -> &str {
+    p.get("id").unwrap_or_default()
+}
+
+pub fn list(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
+    let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
+    Ok(Reply::ok(Value::Array(render(ctx, &vm.nics)?)))
+}
+
+fn find<'a>(nics: &'a [Nic], mac: &str) -> ApiResult<&'a Nic> {
+    let wanted = mac_digits(mac);
+    nics.iter()
+        .find(|n| wanted.len() == 12 && mac_digits(&n.mac) == wanted)
+        .ok_or_else(|| ApiError::not_found(format!("NIC {mac} does not exist")))
+}
+
+pub fn get(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
+    let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
+    let nic = find(&vm.nics, p.get("mac").unwrap_or_default())?;
+    Ok(Reply::ok(render(ctx, std::slice::from_ref(nic))?.remove(0)))
+}
+
+/// `network` is a network id or name, or (newer clients) `{"ipv4_uuid": …}`.
+pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
+    let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
+    let asked = match ctx.inputs.raw("network") {
+        None => return Err(ApiError::missing_parameter("network is required")),
+        Some(Value::String(id)) => match serde_json::from_str::<Value>(id) {
+            Ok(Value::Object(object)) => object_network(&object)?,
+            _ => id.clone(),
+        },
+        Some(Value::Object(object)) => object_network(object)?,
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "network must be a network id or an object with ipv4_uuid",
+            ));
+        }
+    };
+    let network = networks::find(ctx, &asked)
+        .map_err(|_| ApiError::invalid_argument(format!("network {asked} does not exist")))?;
+    if network.is_fabric() {
+        return Err(ApiError::invalid_argument(format!(
+            "network {} is a fabric network; the hypervisor only attaches NICs to its own networks",
+            network.id()
+        )));
+    }
+    let nic = hv::add_nic(&vm.id, network.id(), &vms::caller(ctx)).map_err(hv_error)?;
+    let location = format!(
+        "/{}/machines/{}/nics/{}",
+        ctx.login(),
+        vm.id,
+        mac_digits(&nic.mac)
+    );
+    Ok(Reply::created(nic_json(&nic, Some(&network)), location))
+}
+
+fn object_network(object: &serde_json::Map<String, Value>) -> ApiResult<String> {
+    if object.get("ipv4_ips").is_some() {
+        return Err(ApiError::invalid_argument(
+            "choosing the NIC's address (ipv4_ips) is not supported: the network assigns it",
+        ));
+    }
+    object
+        .get("ipv4_uuid")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| ApiError::invalid_argument("network object needs ipv4_uuid"))
+}
+
+pub fn remove(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
+    let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
+    let nic = find(&vm.nics, p.get("mac").unwrap_or_default())?;
+    hv::remove_nic(&vm.id, &nic.mac, &vms::caller(ctx)).map_err(hv_error)?;
+    Ok(Reply::no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_match_with_or_without_colons() {
+        assert_eq!(mac_digits("90:B8:d0:57:53:70"), "90b8d0575370");
+        assert_eq!(mac_digits("90b8d0575370"), "90b8d0575370");
+    }
+}
