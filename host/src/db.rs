@@ -45,7 +45,28 @@ struct Pool {
     remove_on_drop: bool,
 }
 
+/// Rows `ANALYZE` reads per index: enough for the planner's estimates, bounded in time.
+pub const ANALYSIS_LIMIT: u32 = 1000;
+
 impl Database {
+    /// Refreshes the query planner's statistics where tables grew or shrank a lot
+    /// since they were last gathered (SQLite's `PRAGMA optimize`), reading at most
+    /// [`ANALYSIS_LIMIT`] rows per index. Cheap when nothing changed; the kernel runs
+    /// it periodically.
+    pub fn optimize(&self) -> Result<(), DbError> {
+        let _writer = self
+            .pool
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.with_pooled(|conn| {
+            conn.execute_batch(&format!(
+                "PRAGMA analysis_limit = {ANALYSIS_LIMIT}; PRAGMA optimize = 0x10002;"
+            ))
+            .map_err(DbError::from)
+        })
+    }
+
     /// Opens (creating if needed) the database file at `path` and its parent directories.
     pub fn open(path: &Path) -> Result<Database, DbError> {
         Self::open_file(path, false)

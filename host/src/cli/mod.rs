@@ -140,6 +140,7 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .build()?;
     tokio.block_on(async {
         tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
+        tokio::spawn(keep_statistics(primitives.db.clone()));
         crate::workers::start(kernel.clone(), primitives.compute.clone());
         server::serve(kernel, site.listen).await
     })
@@ -155,6 +156,19 @@ async fn purge_expired_tokens(auth: crate::primitives::auth::Auth) {
             Ok(Ok(n)) if n > 0 => tracing::debug!(purged = n, "expired tokens purged"),
             Ok(Err(e)) => tracing::warn!(error = %e, "token purge failed"),
             _ => {}
+        }
+    }
+}
+
+/// The planner's statistics follow the data: re-gathered every ten minutes where a
+/// table changed size a lot (a plugin's projection filling up, say).
+async fn keep_statistics(db: Database) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        let db = db.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.optimize()).await {
+            tracing::warn!(error = %e, "refreshing the planner statistics failed");
         }
     }
 }

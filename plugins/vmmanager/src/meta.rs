@@ -7,7 +7,7 @@ use crate::errors::ApiResult;
 use crate::model::collection::{CLUSTER, DISK, HOST, META, NODE, OS, TASK};
 
 /// Bump when the index list below changes.
-const SCHEMA_VERSION: u64 = 1;
+const SCHEMA_VERSION: u64 = 2;
 
 /// Indexes per collection: name and dotted paths. Each list filters and sorts on
 /// these in SQL; an index ends in the document key, so a sorted page needs no sort.
@@ -16,6 +16,10 @@ const INDEXES: &[(Collection, &str, &[&str])] = &[
     (HOST, "host_name", &["name"]),
     (HOST, "host_state", &["state"]),
     (HOST, "host_cpu", &["cpu_number"]),
+    // State with a size: the usual "active hosts with at least N CPUs / MiB"
+    // filters count from the index alone, without reading a document.
+    (HOST, "host_state_cpu", &["state", "cpu_number"]),
+    (HOST, "host_state_ram", &["state", "ram_mib"]),
     (HOST, "host_ram", &["ram_mib"]),
     (HOST, "host_cluster_id", &["cluster.id"]),
     (HOST, "host_cluster_name", &["cluster.name"]),

@@ -396,7 +396,8 @@ impl PluginBackend for SqlitePlugin {
     fn ensure_index(&self, index: &IndexSpec) -> Result<(), StorageError> {
         let paths = index.paths();
         self.db.with_write_tx(|tx| {
-            if !self.declared(tx, index, &paths)? {
+            let new = !self.declared(tx, index, &paths)?;
+            if new {
                 let record = params![index.name, index.collection, paths, index.unique];
                 tx.prepare_cached(&self.sql.declare_index)?
                     .execute(record)?;
@@ -405,6 +406,16 @@ impl PluginBackend for SqlitePlugin {
             // duplicates a unique index fails to build, which rolls back the declaration.
             tx.execute(&self.index_ddl(index), [])
                 .map_err(|error| self.write_error(error))?;
+            if new {
+                // Statistics for the new index, so the planner can weigh it against the
+                // others (an index that sorts against one that filters) from the start.
+                tx.execute_batch(&format!(
+                    "PRAGMA analysis_limit = {}; ANALYZE \"{}{}\"",
+                    crate::db::ANALYSIS_LIMIT,
+                    self.sql.index_prefix,
+                    index.name
+                ))?;
+            }
             Ok(())
         })
     }
@@ -627,6 +638,31 @@ mod tests {
         };
         let plan = plan(&plugin, &query)?;
         assert!(!plan.contains("by_owner"), "{plan}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_index_gets_planner_statistics_at_once() -> TestResult {
+        let plugin = open("p")?;
+        let writes: Vec<Write> = (0..50)
+            .map(|i| Write::Insert {
+                collection: "vms".into(),
+                key: format!("k{i}"),
+                value: format!(r#"{{"size": {}}}"#, i % 5),
+            })
+            .collect();
+        plugin.write(&writes)?;
+        plugin.ensure_index(&index("vms", "by_size", &["size"], false)?)?;
+        let stat: String = plugin.db.with_conn(|conn| {
+            conn.query_row(
+                "SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_p:by_size'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(StorageError::from)
+        })?;
+        assert!(stat.starts_with("50 "), "{stat}");
+        plugin.db.optimize()?;
         Ok(())
     }
 
