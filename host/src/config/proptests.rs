@@ -96,10 +96,10 @@ fn mutated() -> impl Strategy<Value = String> {
 }
 
 fn read(text: &str) {
-    if let Ok(site) = SiteConfig::parse(text, "fuzz.toml") {
-        if let Err(e) = site.validate() {
-            assert!(!e.key.is_empty(), "an error names its key: {e}");
-        }
+    if let Ok(site) = SiteConfig::parse(text, "fuzz.toml")
+        && let Err(e) = site.validate()
+    {
+        assert!(!e.key.is_empty(), "an error names its key: {e}");
     }
 }
 
