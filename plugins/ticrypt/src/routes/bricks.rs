@@ -279,3 +279,60 @@ fn validate_whitelist(w: &Fields) -> ApiResult<BrickWhitelist> {
         .collect();
     Ok(BrickWhitelist { team_ids, user_ids })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn config(v: Value) -> Fields {
+        Fields::from_value("libvirt", v, "params.libvirt.").unwrap()
+    }
+
+    #[test]
+    fn libvirt_defaults_follow_the_spec() {
+        let c = validate_libvirt(
+            &config(json!({"image": {"pool": "p", "volume": "v"}})),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.pty, c.clock_offset.as_str(), c.nic.as_str()),
+            (false, "utc", "virtio")
+        );
+        assert!(c.video.is_none() && c.devices.is_empty());
+        let windows = validate_libvirt(
+            &config(json!({"image": {"pool": "p", "volume": "v"}})),
+            Some("windows"),
+        )
+        .unwrap();
+        assert_eq!(windows.clock_offset, "localtime");
+    }
+
+    #[test]
+    fn libvirt_and_nutanix_configs_refuse_bad_fields_by_name() {
+        for bad in [
+            json!({"image": {"pool": "p"}}),
+            json!({"image": {"pool": "p", "volume": "v"}, "video": "vga"}),
+            json!({"image": {"pool": "p", "volume": "v"}, "devices": {"gpu": -2}}),
+            json!({"image": {"pool": "p", "volume": "v"}, "cpuModel": "host"}),
+        ] {
+            let e = validate_libvirt(&config(bad.clone()), None).unwrap_err();
+            assert!(
+                e.message.contains("params.libvirt."),
+                "{bad}: {}",
+                e.message
+            );
+        }
+        let n = Fields::from_value(
+            "nutanix",
+            json!({"imageID": "i", "debug": "true"}),
+            "params.nutanix.",
+        )
+        .unwrap();
+        assert!(validate_nutanix(&n).unwrap().debug);
+        let n =
+            Fields::from_value("nutanix", json!({"osType": "linux"}), "params.nutanix.").unwrap();
+        assert_eq!(validate_nutanix(&n).unwrap_err().code, "MissingParameter");
+    }
+}

@@ -39,7 +39,7 @@ pub fn realm_images(realm: &str) -> ApiResult<Vec<RealmImage>> {
     let default_realm = store::default_realm_id();
     let mut images: Vec<RealmImage> = hv::list_images()?
         .into_iter()
-        .filter_map(|image| describe(image, &default_realm))
+        .map(|image| describe(image, &default_realm))
         .filter(|(_, image_realm)| image_realm == realm)
         .map(|(image, _)| image)
         .collect();
@@ -56,7 +56,7 @@ pub fn find(realm: &str, id: &str) -> ApiResult<RealmImage> {
 
 /// The image as `ImageInfo`, with its realm. A hypervisor image this plugin
 /// did not create is a base image of the default realm in pool `tessera`.
-fn describe(image: hv::Image, default_realm: &str) -> Option<(RealmImage, String)> {
+fn describe(image: hv::Image, default_realm: &str) -> (RealmImage, String) {
     let extra: Value = serde_json::from_str(&image.extra).unwrap_or(Value::Null);
     let meta = extra
         .get("ticrypt")
@@ -111,14 +111,14 @@ fn describe(image: hv::Image, default_realm: &str) -> Option<(RealmImage, String
             image.id.clone(),
         ),
     };
-    Some((
+    (
         RealmImage {
             hv: image,
             info,
             base,
         },
         realm,
-    ))
+    )
 }
 
 const CREATE_FIELDS: &[&str] = &[
@@ -211,8 +211,7 @@ pub fn create(req: &Request, caller: &Caller, params: &Params) -> ApiResult<Resp
         ),
         other => other.into(),
     })?;
-    let (created, _) = describe(image, &store::default_realm_id())
-        .ok_or_else(|| ApiError::internal("reading the new image"))?;
+    let (created, _) = describe(image, &store::default_realm_id());
     Ok(Response::json(200, &created.info))
 }
 
@@ -252,4 +251,55 @@ fn for_driver(e: ApiError, driver: Driver) -> ApiError {
         e.message,
         driver.name()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(v: Value) -> Fields {
+        Fields::from_value("info", v, "info.").unwrap()
+    }
+
+    #[test]
+    fn libvirt_info_needs_pool_volume_and_a_known_bus() {
+        let ok = validate_info(
+            Driver::Libvirt,
+            &info(json!({"pool": "p", "volume": "v", "deviceBusType": "SCSI"})),
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            json!({"pool": "p", "volume": "v", "deviceBusType": "scsi"})
+        );
+        for (bad, code) in [
+            (json!({"pool": "p", "volume": "v"}), "MissingParameter"),
+            (
+                json!({"pool": "p", "volume": "v", "deviceBusType": "ide"}),
+                "InvalidParameter",
+            ),
+            (
+                json!({"pool": "", "volume": "v", "deviceBusType": "scsi"}),
+                "InvalidParameter",
+            ),
+            (json!({"sourceType": "NDFS"}), "InvalidParameter"),
+        ] {
+            let e = validate_info(Driver::Libvirt, &info(bad.clone())).unwrap_err();
+            assert_eq!(e.code, code, "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn nutanix_info_needs_a_known_source_type() {
+        let ok =
+            validate_info(Driver::Nutanix, &info(json!({"sourceType": "VolumeGroup"}))).unwrap();
+        assert_eq!(ok, json!({"sourceType": "VolumeGroup"}));
+        let e = validate_info(
+            Driver::Nutanix,
+            &info(json!({"pool": "p", "volume": "v", "deviceBusType": "scsi"})),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("driver is nutanix"), "{}", e.message);
+        assert!(validate_info(Driver::Nutanix, &info(json!({"sourceType": "Tape"}))).is_err());
+    }
 }
