@@ -117,6 +117,57 @@ impl Database {
             .unwrap_or(Path::new("."))
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.pool.path
+    }
+
+    /// An online, consistent copy of the whole database into a new file at
+    /// `dest` (SQLite's backup API: readers and writers carry on meanwhile).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), DbError> {
+        let source = self.pool.take()?;
+        let result = (|| {
+            let mut target = Connection::open(dest)?;
+            let backup = rusqlite::backup::Backup::new(&source, &mut target)?;
+            backup.run_to_completion(1024, Duration::ZERO, None)?;
+            Ok(())
+        })();
+        self.pool.give_back(source);
+        result
+    }
+
+    /// Replace the whole database with the one in `source`, atomically: one
+    /// backup step of every page into the live file, under this process's
+    /// writer lock, so every connection sees either the old or the new data.
+    pub fn restore_from(&self, source: &Path) -> Result<(), DbError> {
+        let _writer = self
+            .pool
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from = Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut live = self.pool.connect()?;
+        let backup = rusqlite::backup::Backup::new(&from, &mut live)?;
+        // -1: every page in one step, so the swap is one transaction. Another
+        // process's lock is waited for as long as a statement would wait.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match backup.step(-1)? {
+                rusqlite::backup::StepResult::Done => return Ok(()),
+                rusqlite::backup::StepResult::More => continue,
+                _ if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    return Err(DbError::Sqlite(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("the database stayed locked".into()),
+                    )));
+                }
+            }
+        }
+    }
+
     /// Runs `f` on a pooled connection, outside any explicit transaction.
     pub fn with_conn<R, E: From<DbError>>(
         &self,

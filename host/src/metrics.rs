@@ -2,7 +2,7 @@
 //! in the Prometheus text format. Local to this kernel by design.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram, in seconds.
@@ -30,6 +30,8 @@ struct Counters {
     timeouts: AtomicU64,
     memory_caps: AtomicU64,
     busy: AtomicU64,
+    /// The plugin's last call trapped, timed out or hit its memory cap.
+    failing: AtomicBool,
 }
 
 impl Counters {
@@ -92,6 +94,18 @@ impl Metrics {
         c.latency_sum_us
             .fetch_add(latency.as_micros() as u64, Ordering::Relaxed);
         c.count.fetch_add(1, Ordering::Relaxed);
+        if status < 500 {
+            c.failing.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether plugin `name`'s last call failed (a trap, time-out or memory cap).
+    pub fn recent_failure(&self, name: &str) -> bool {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|c| c.failing.load(Ordering::Relaxed))
     }
 
     pub fn instance_created(&self) {
@@ -109,6 +123,9 @@ impl Metrics {
             Failure::Busy => &c.busy,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if !matches!(failure, Failure::Busy) {
+            c.failing.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The Prometheus text exposition.

@@ -21,8 +21,10 @@ pub mod http;
 pub mod hypervisor;
 pub mod jobs;
 pub mod log;
+pub mod multipart;
 pub mod query;
 pub mod router;
+pub mod site_admin;
 pub mod sockets;
 pub mod storage;
 

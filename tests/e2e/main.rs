@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod appliance_admin;
 mod auth;
 mod cli;
 mod cloudapi;

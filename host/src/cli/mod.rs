@@ -4,6 +4,7 @@
 mod compute;
 mod identity;
 mod jobs;
+mod update;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, SiteConfig};
 use crate::db::Database;
-use crate::primitives::Primitives;
+use crate::primitives::{Primitives, site_admin};
 use crate::runtime::{Runtime, builtin};
 use crate::server::{self, Kernel};
 
@@ -50,6 +51,11 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
+    },
+    /// Update packages: make one, or open a sealed file.
+    Update {
+        #[command(subcommand)]
+        command: update::UpdateCommand,
     },
     #[command(flatten)]
     Identity(identity::IdentityCommand),
@@ -121,29 +127,63 @@ pub fn run() -> anyhow::Result<()> {
         Command::Plugins {
             command: PluginsCommand::List { site },
         } => list_plugins(&site.load()?),
+        Command::Update { command } => update::run(command),
         Command::Identity(command) => identity::run(command),
     }
 }
 
 fn serve(site: SiteConfig) -> anyhow::Result<()> {
-    init_tracing(&site.log)?;
+    // Before any thread starts: the sockets a restarting kernel handed over.
+    let inherited = server::listeners::inherited();
     std::fs::create_dir_all(&site.data_dir)
         .with_context(|| format!("cannot create data dir {}", site.data_dir.display()))?;
+    init_tracing(&site.log, &site_admin::site_log_files(&site))?;
     let db = Database::open(&site.data_dir.join("tessera.db"))
         .with_context(|| format!("cannot open the database in {}", site.data_dir.display()))?;
     let primitives = Primitives::open(db, &site)?;
+    let listeners = bind_listeners(&site, &primitives.site_admin, inherited)?;
     let runtime = Runtime::start(&site, &primitives)?;
     let kernel = Arc::new(Kernel::new(runtime));
+    primitives.site_admin.attach(&kernel);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-worker")
         .build()?;
-    tokio.block_on(async {
+    let ended = tokio.block_on(async {
         tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
         tokio::spawn(keep_statistics(primitives.db.clone()));
         crate::workers::start(kernel.clone(), primitives.compute.clone());
-        server::serve(kernel, site.listen).await
-    })
+        server::serve(kernel, listeners, primitives.site_admin.restart_signal()).await
+    })?;
+    match ended {
+        server::Ended::Shutdown => Ok(()),
+        server::Ended::Restart(listeners) => Err(server::listeners::reexec(&listeners)),
+    }
+}
+
+/// The plain listener and, with `[tls]`, the HTTPS one with its swappable certificate.
+fn bind_listeners(
+    site: &SiteConfig,
+    admin: &site_admin::SiteAdmin,
+    inherited: Option<(i32, Option<i32>)>,
+) -> anyhow::Result<server::Listeners> {
+    let (http_fd, https_fd) = match inherited {
+        Some((http, https)) => (Some(http), https),
+        None => (None, None),
+    };
+    let http = server::listeners::bind(site.listen, http_fd)?;
+    let https = match &site.tls {
+        Some(tls) => {
+            let cert = site_admin::tls::initial(&site.data_dir, tls)
+                .map_err(|e| anyhow::anyhow!("tls: {e}"))?;
+            let resolver = Arc::new(site_admin::tls::CertResolver::new(cert.key));
+            admin.attach_tls(resolver.clone());
+            let listener = server::listeners::bind(tls.listen, https_fd)?;
+            Some((listener, site_admin::tls::server_config(resolver)))
+        }
+        None => None,
+    };
+    Ok(server::Listeners { http, https })
 }
 
 /// Expired and revoked tokens are deleted in the background, once a minute.
@@ -200,16 +240,27 @@ fn list_plugins(site: &SiteConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(filter: &str) -> anyhow::Result<()> {
+/// Log lines go to stderr and to the rotating log file under the data dir.
+fn init_tracing(filter: &str, files: &site_admin::logfile::LogFiles) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => EnvFilter::try_new(env),
         _ => EnvFilter::try_new(filter),
     }
     .map_err(|e| anyhow::anyhow!("bad log filter: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let file = files
+        .writer()
+        .with_context(|| format!("cannot open the log file in {}", files.dir.display()))?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file),
+        )
         .try_init()
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -48,7 +48,8 @@ pub fn yes() -> bool {
 
 /// The shipped families at their products' own paths (ARCHITECTURE.md).
 /// `auth-admin` goes to the families whose APIs manage users (CloudAPI
-/// sub-users, VMmanager users, the appliance's own token).
+/// sub-users, VMmanager users, the appliance's own token); `site-admin`
+/// (administering the site itself) only to the appliance admin API.
 const SHIPPED: &[(&str, &[&str], &[&str])] = &[
     (
         "cloudapi",
@@ -69,9 +70,28 @@ const SHIPPED: &[(&str, &[&str], &[&str])] = &[
     (
         "appliance-admin",
         &["/api/v1/admin"],
-        &["storage", "auth", "auth-admin", "jobs"],
+        &[
+            "storage",
+            "auth",
+            "auth-admin",
+            "jobs",
+            "files",
+            "site-admin",
+        ],
     ),
 ];
+
+/// The admin API receives update packages and backup archives whole.
+fn shipped_limits(plugin: &str) -> LimitOverrides {
+    match plugin {
+        "appliance-admin" => LimitOverrides {
+            body_limit_bytes: Some(64 * 1024 * 1024),
+            memory_mib: Some(256),
+            ..LimitOverrides::default()
+        },
+        _ => LimitOverrides::default(),
+    }
+}
 
 /// The site `tessera serve` runs with no config file.
 pub fn default_site() -> SiteConfig {
@@ -83,7 +103,7 @@ pub fn default_site() -> SiteConfig {
                 source: name.to_string(),
                 mounts: mounts.iter().map(|m| m.to_string()).collect(),
                 grants: grants.iter().map(|g| g.to_string()).collect(),
-                limits: LimitOverrides::default(),
+                limits: shipped_limits(name),
                 settings: toml::Table::new(),
             };
             (name.to_string(), plugin)
@@ -98,6 +118,8 @@ pub fn default_site() -> SiteConfig {
         auth: Default::default(),
         jobs: Default::default(),
         hypervisor: Default::default(),
+        tls: None,
+        site_admin: Default::default(),
         plugins,
         origin: "<default site>".into(),
     }

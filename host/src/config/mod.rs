@@ -51,6 +51,12 @@ pub struct SiteConfig {
     /// The compute backend and, for `sim`, its seeded inventory.
     #[serde(default)]
     pub hypervisor: crate::primitives::hypervisor::HypervisorSettings,
+    /// An HTTPS listener beside the plain one (off unless configured).
+    #[serde(default)]
+    pub tls: Option<crate::primitives::site_admin::TlsSettings>,
+    /// The update-package key and the kernel's log files.
+    #[serde(default)]
+    pub site_admin: crate::primitives::site_admin::SiteAdminSettings,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The file this came from (for messages), or `<default site>`.

@@ -16,6 +16,7 @@ pub enum Grant {
     Jobs,
     Hypervisor,
     Files,
+    SiteAdmin,
 }
 
 impl Grant {
@@ -26,6 +27,7 @@ impl Grant {
         Grant::Jobs,
         Grant::Hypervisor,
         Grant::Files,
+        Grant::SiteAdmin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Grant {
             Grant::Jobs => "jobs",
             Grant::Hypervisor => "hypervisor",
             Grant::Files => "files",
+            Grant::SiteAdmin => "site-admin",
         }
     }
 

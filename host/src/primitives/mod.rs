@@ -6,6 +6,7 @@ pub mod hypervisor;
 pub mod jobs;
 pub mod log;
 pub mod settings;
+pub mod site_admin;
 pub mod storage;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct Primitives {
     pub compute: hypervisor::Compute,
     /// Changes the primitives announce, for WebSockets to subscribe to.
     pub events: crate::events::EventBus,
+    pub site_admin: site_admin::SiteAdmin,
 }
 
 impl Primitives {
@@ -43,7 +45,9 @@ impl Primitives {
         let hypervisor =
             hypervisor::Hypervisor::open(db.clone(), &site.hypervisor, &site.data_dir)?
                 .with_events(events.clone());
+        let site_admin = site_admin::SiteAdmin::open(db.clone(), auth.clone(), site);
         Ok(Primitives {
+            site_admin,
             storage: storage::Storage::new(db.clone()),
             auth,
             compute: hypervisor::Compute {
@@ -76,6 +80,7 @@ pub fn link_grant(linker: &mut Linker<InstanceState>, grant: Grant) -> wasmtime:
         Grant::Auth => kernel::auth::add_to_linker::<_, State>(linker, |s| s),
         Grant::Jobs => kernel::jobs::add_to_linker::<_, State>(linker, |s| s),
         Grant::Hypervisor => kernel::hypervisor::add_to_linker::<_, State>(linker, |s| s),
+        Grant::SiteAdmin => kernel::site_admin::add_to_linker::<_, State>(linker, |s| s),
         Grant::AuthAdmin | Grant::Files => Ok(()),
     }
 }

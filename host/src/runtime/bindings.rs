@@ -13,6 +13,16 @@ wasmtime::component::bindgen!({
     imports: {
         "tessera:kernel/auth.verify-password": async,
         "tessera:kernel/auth.seal": trappable,
+        // Backups, restores and updates do file and database work, and a
+        // refused token change waits two seconds: off the async workers.
+        "tessera:kernel/site-admin.write-logs-archive": async,
+        "tessera:kernel/site-admin.write-debug-bundle": async,
+        "tessera:kernel/site-admin.backup": async,
+        "tessera:kernel/site-admin.restore": async,
+        "tessera:kernel/site-admin.stage-update": async,
+        "tessera:kernel/site-admin.apply-update": async,
+        "tessera:kernel/site-admin.restart": async,
+        "tessera:kernel/site-admin.api-token-refused": async,
     },
 });
 

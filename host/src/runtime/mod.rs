@@ -42,8 +42,12 @@ pub enum CallError {
     ResponseTooLarge { size: u64, limit: u64 },
 }
 
+/// Code prepared for a plugin by an update, ready to swap in.
+pub type PreparedCode = bindings::PluginPre<InstanceState>;
+
 pub struct Runtime {
     engine: Engine,
+    cache: CompileCache,
     plugins: Vec<LoadedPlugin>,
     live_instances: AtomicI64,
     /// What WebSockets subscribe to.
@@ -70,6 +74,7 @@ impl Runtime {
         }
         Ok(Runtime {
             engine,
+            cache,
             plugins,
             live_instances: AtomicI64::new(0),
             events: primitives.events.clone(),
@@ -96,8 +101,10 @@ impl Runtime {
         let peer = Arc::from(request.peer.as_str());
         let mut store = self.new_store(plugin, request_id, peer, budget_ms);
         let _live = LiveInstance::enter(&self.live_instances);
+        // The code this call runs on, even if an update swaps it meanwhile.
+        let pre = plugin.pre.load_full();
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .tessera_kernel_handler()
                 .call_handle(&mut store, request)
@@ -125,8 +132,10 @@ impl Runtime {
         let id = Arc::from(format!("job:{}", job.id).as_str());
         let mut store = self.new_store(plugin, id, Arc::from(""), budget_ms);
         let _live = LiveInstance::enter(&self.live_instances);
+        // The code this call runs on, even if an update swaps it meanwhile.
+        let pre = plugin.pre.load_full();
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = pre.instantiate_async(&mut store).await?;
             instance
                 .tessera_kernel_jobs_runner()
                 .call_run_job(&mut store, job)
@@ -152,7 +161,7 @@ impl Runtime {
         let mut store = self.new_store(plugin, id, peer, budget_ms);
         let _live = LiveInstance::enter(&self.live_instances);
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = plugin.pre.load_full().instantiate_async(&mut store).await?;
             instance
                 .tessera_kernel_socket_handler()
                 .call_on_socket(&mut store, socket, event)
@@ -165,6 +174,23 @@ impl Runtime {
 
     pub fn events(&self) -> &crate::events::EventBus {
         &self.events
+    }
+
+    /// Compile, check and link new code for plugin `name` without using it yet.
+    pub fn prepare_code(&self, name: &str, wasm: &[u8]) -> Result<PreparedCode, LoadError> {
+        let index = self.plugin_index(name).ok_or_else(|| LoadError {
+            plugin: name.to_string(),
+            problem: "no such plugin is loaded on this site".into(),
+        })?;
+        plugin::prepare(&self.engine, &self.cache, &self.plugins[index], wasm)
+    }
+
+    /// Serve plugin `name` with `code` from now on; calls already running
+    /// finish on the code they started with.
+    pub fn swap_code(&self, name: &str, code: PreparedCode) {
+        if let Some(index) = self.plugin_index(name) {
+            self.plugins[index].pre.store(Arc::new(code));
+        }
     }
 
     /// The index of a loaded plugin by name.
@@ -184,7 +210,7 @@ impl Runtime {
             budget_ms,
         );
         let _live = LiveInstance::enter(&self.live_instances);
-        let result = plugin.pre.instantiate_async(&mut store).await;
+        let result = plugin.pre.load_full().instantiate_async(&mut store).await;
         result.map(drop).map_err(|e| classify(e, budget_ms))
     }
 

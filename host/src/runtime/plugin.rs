@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -34,6 +35,8 @@ pub struct PluginContext {
     pub jobs: Option<Jobs>,
     /// Present only when the mount grants `hypervisor`.
     pub compute: Option<Compute>,
+    /// Present only when the mount grants `site-admin`.
+    pub site_admin: Option<crate::primitives::site_admin::SiteAdmin>,
     /// With the `files` grant: `<data dir>/files/<plugin>/`, the plugin's only
     /// WASI preopen (seen as `/`); cap-std keeps every path inside it.
     pub files: Option<std::path::PathBuf>,
@@ -44,7 +47,8 @@ pub struct PluginContext {
 /// A plugin ready to serve: a pre-linked component and what it came from.
 pub struct LoadedPlugin {
     pub ctx: Arc<PluginContext>,
-    pub pre: PluginPre<InstanceState>,
+    /// Swapped whole by an update: a call holds the code it started with.
+    pub pre: ArcSwap<PluginPre<InstanceState>>,
     pub mounts: Vec<String>,
     pub source: String,
     pub sha256: String,
@@ -75,7 +79,11 @@ pub fn load(
         plugin: name.to_string(),
         problem,
     };
-    let wasm = read_source(&config.source).map_err(fail)?;
+    // An installed update package replaces the site's source for this plugin.
+    let wasm = match crate::primitives::site_admin::installed_plugin(&site.data_dir, name) {
+        Some(wasm) => wasm,
+        None => read_source(&config.source).map_err(fail)?,
+    };
     let sha256 = hex::encode(Sha256::digest(&wasm));
     let component = cache
         .load_or_compile(engine, &wasm, &sha256)
@@ -125,25 +133,55 @@ pub fn load(
         compute: grants
             .contains(&Grant::Hypervisor)
             .then(|| primitives.compute.clone()),
+        site_admin: grants
+            .contains(&Grant::SiteAdmin)
+            .then(|| primitives.site_admin.clone()),
         grants,
         counters: Default::default(),
     });
-    let linker = linker_for(engine, &ctx.grants).map_err(|e| fail(format!("{e:#}")))?;
-    let pre = linker
-        .instantiate_pre(&component)
-        .map_err(|e| fail(format!("cannot link: {e:#}")))?;
-    let pre = PluginPre::new(pre).map_err(|e| {
-        fail(format!(
-            "does not export the tessera:kernel plugin world (handler, jobs-runner): {e:#}"
-        ))
-    })?;
+    let pre = link(engine, &component, &ctx.grants).map_err(fail)?;
     Ok(LoadedPlugin {
         ctx,
-        pre,
+        pre: ArcSwap::from_pointee(pre),
         mounts: config.mounts.clone(),
         source: config.source.clone(),
         size: wasm.len(),
         sha256,
+    })
+}
+
+/// New code for a loaded plugin (an update): compiled, its imports checked
+/// against the plugin's grants, linked. Nothing is swapped yet.
+pub fn prepare(
+    engine: &Engine,
+    cache: &CompileCache,
+    plugin: &LoadedPlugin,
+    wasm: &[u8],
+) -> Result<PluginPre<InstanceState>, LoadError> {
+    let fail = |problem: String| LoadError {
+        plugin: plugin.ctx.name.to_string(),
+        problem,
+    };
+    let sha256 = hex::encode(Sha256::digest(wasm));
+    let component = cache
+        .load_or_compile(engine, wasm, &sha256)
+        .map_err(|e| fail(format!("the update's wasm is not a valid component: {e:#}")))?;
+    check_imports(engine, &component, &plugin.ctx.grants).map_err(fail)?;
+    link(engine, &component, &plugin.ctx.grants).map_err(fail)
+}
+
+/// Link exactly the granted interfaces and pre-instantiate.
+fn link(
+    engine: &Engine,
+    component: &Component,
+    grants: &HashSet<Grant>,
+) -> Result<PluginPre<InstanceState>, String> {
+    let linker = linker_for(engine, grants).map_err(|e| format!("{e:#}"))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| format!("cannot link: {e:#}"))?;
+    PluginPre::new(pre).map_err(|e| {
+        format!("does not export the tessera:kernel plugin world (handler, jobs-runner): {e:#}")
     })
 }
 
@@ -206,6 +244,7 @@ fn required_grant(import: &str) -> Result<Option<Grant>, String> {
         "auth" => Ok(Some(Grant::Auth)),
         "jobs" => Ok(Some(Grant::Jobs)),
         "hypervisor" => Ok(Some(Grant::Hypervisor)),
+        "site-admin" => Ok(Some(Grant::SiteAdmin)),
         _ => Err(format!(
             "imports {import}, an interface the kernel does not offer"
         )),

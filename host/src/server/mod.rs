@@ -1,9 +1,13 @@
-//! The HTTP server: hyper 1 over tokio, HTTP/1.1 and h2c on one port,
-//! keep-alive, graceful shutdown on SIGINT/SIGTERM.
+//! The HTTP server: hyper 1 over tokio, HTTP/1.1 and h2c on one port (and
+//! HTTPS on another when `[tls]` is set), keep-alive, graceful shutdown on
+//! SIGINT/SIGTERM and graceful restart on request (`listeners.rs`).
 
 mod dispatch;
 mod kernel_routes;
+pub mod listeners;
 mod sockets;
+
+pub use listeners::{Ended, Listeners};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,33 +59,41 @@ impl Kernel {
     }
 }
 
-/// Bind, announce, and serve until SIGINT/SIGTERM; then stop accepting and
-/// let in-flight requests finish.
-pub async fn serve(kernel: Arc<Kernel>, listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let local = listener.local_addr()?;
+/// Announce and serve until SIGINT/SIGTERM or a restart request; then stop
+/// accepting and let in-flight requests finish. On a restart the listening
+/// sockets are handed back open, for the next kernel to take over.
+pub async fn serve(
+    kernel: Arc<Kernel>,
+    listeners: Listeners,
+    restart: Arc<crate::primitives::site_admin::RestartSignal>,
+) -> anyhow::Result<Ended> {
+    let http = TcpListener::from_std(listeners.http)?;
+    let local = http.local_addr()?;
     println!("listening on http://{local}");
-    tracing::info!(%local, plugins = kernel.runtime.plugins().len(), "listening");
+    let https = match listeners.https {
+        Some((listener, config)) => {
+            let listener = TcpListener::from_std(listener)?;
+            println!("listening on https://{}", listener.local_addr()?);
+            Some((listener, tokio_rustls::TlsAcceptor::from(config)))
+        }
+        None => None,
+    };
+    tracing::info!(%local, tls = https.is_some(), plugins = kernel.runtime.plugins().len(), "listening");
 
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    loop {
+    let ended = loop {
+        let tls_accept = async {
+            match &https {
+                Some((listener, _)) => listener.accept().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
+            accepted = http.accept() => {
+                let Some((stream, peer)) = accepted_or_backoff(accepted).await else { continue };
                 let kernel = kernel.clone();
                 let service = service_fn(move |req| dispatch::handle(kernel.clone(), peer, req));
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
@@ -92,16 +104,60 @@ pub async fn serve(kernel: Arc<Kernel>, listen: SocketAddr) -> anyhow::Result<()
                     }
                 });
             }
-            () = &mut shutdown => break,
+            accepted = tls_accept => {
+                let Some((stream, peer)) = accepted_or_backoff(accepted).await else { continue };
+                let Some((_, acceptor)) = &https else { continue };
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let kernel = kernel.clone();
+                tokio::spawn(async move {
+                    let tls = match acceptor.accept(stream).await {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let service = service_fn(move |req| dispatch::handle(kernel.clone(), peer, req));
+                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break Ended::Shutdown,
+            () = restart.wait() => break Ended::Restart(Listeners {
+                http: http.into_std()?,
+                https: match https {
+                    Some((listener, acceptor)) => Some((listener.into_std()?, acceptor.config().clone())),
+                    None => None,
+                },
+            }),
         }
-    }
-    drop(listener);
-    tracing::info!("shutting down: draining in-flight requests");
+    };
+    tracing::info!("draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing"),
     }
-    Ok(())
+    Ok(ended)
+}
+
+/// The accepted stream, or `None` after a short pause when accept failed
+/// (out of file descriptors and the like: back off, keep serving).
+async fn accepted_or_backoff(
+    accepted: std::io::Result<(tokio::net::TcpStream, SocketAddr)>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    match accepted {
+        Ok((stream, peer)) => {
+            let _ = stream.set_nodelay(true);
+            Some((stream, peer))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -42,6 +42,8 @@ pub(super) enum Action {
     PasswordCheck,
     SignatureCheck,
     TokenCheck,
+    /// A refused change of a chosen token.
+    TokenUpdate,
 }
 
 impl Action {
@@ -60,6 +62,7 @@ impl Action {
             Action::PasswordCheck => "auth.password",
             Action::SignatureCheck => "auth.signature",
             Action::TokenCheck => "auth.token",
+            Action::TokenUpdate => "token.update",
         }
     }
 }

@@ -24,6 +24,7 @@
 //!   async callers run them on a blocking thread.
 
 mod audit;
+mod chosen_token;
 mod clock;
 mod config;
 mod crypto;
