@@ -68,6 +68,36 @@ fn account_limits_come_from_the_site_settings() {
 }
 
 #[test]
+fn account_limits_count_the_account_s_live_machines() {
+    let server = site(
+        r#"limits = [
+  { by = "machines", value = 10 },
+  { by = "ram", value = 4096, check = "os", os = "linux" },
+  { by = "quota", value = 100 },
+  { by = "machines", value = 2, check = "image", image = "base-64-lts" },
+]
+[plugins.cloudapi.settings.packages.small]
+memory = 512
+disk = 10240
+vcpus = 1"#,
+    );
+    let alice = account_with_key(&server, "alice");
+    let (_, _, images) = status_json(alice.get("/my/images?name=alpine-3.20"));
+    let image = images[0]["id"].as_str().expect("the shipped alpine image");
+    let created = alice.post("/my/machines", &json!({"image": image, "package": "small"}));
+    assert_eq!(created.status(), 201);
+    let (status, _, limits) = status_json(alice.get("/my/limits"));
+    assert_eq!(status, 200, "{limits}");
+    let used: Vec<u64> = (0..4)
+        .map(|i| limits[i]["used"].as_u64().unwrap())
+        .collect();
+    assert_eq!(used, [1, 512, 10, 0], "{limits}");
+    // Another account's machines are not counted.
+    let bob = account_with_key(&server, "bob");
+    assert_eq!(status_json(bob.get("/my/limits")).2[0]["used"], 0);
+}
+
+#[test]
 fn keys_are_listed_created_fetched_and_deleted() {
     let server = site("");
     let alice = account_with_key(&server, "alice");

@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 use tessera_sdk::Params;
 use tessera_sdk::auth::{self, Account, AccountUpdate};
+use tessera_sdk::hypervisor::{self as hv, Image, Vm, VmFilter, VmState};
 
+use crate::compute::hv_error;
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
 use crate::model::{self, PROFILE_FIELDS, PROFILES, Profile};
@@ -94,20 +96,64 @@ pub fn read_profile(inputs: &Inputs, profile: &mut Profile, with_cns: bool) -> A
     Ok(changed)
 }
 
-/// The provisioning limits configured for the site (`limits` setting), each with `used`.
+/// The provisioning limits configured for the site (`limits` setting), each with `used`
+/// counted over the account's live machines: their number, RAM in MiB, or disk ("quota")
+/// in GiB — only those of the limit's image `os` or image `name` when it has a `check`.
 pub fn limits(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
-    let limits: Vec<Value> = ctx
+    let configured: Vec<&Value> = ctx
         .settings
         .limits
         .iter()
         .filter(|limit| limit.get("by").is_some() && limit.get("value").is_some())
+        .collect();
+    if configured.is_empty() {
+        return Ok(Reply::ok(json!([])));
+    }
+    let vms: Vec<Vm> = hv::list_vms(&VmFilter {
+        owner: Some(ctx.account.id.clone()),
+        state: None,
+        name: None,
+        image: None,
+        node: None,
+        tag: None,
+        offset: 0,
+        limit: None,
+    })
+    .map_err(hv_error)?
+    .vms
+    .into_iter()
+    .filter(|vm| !matches!(vm.state, VmState::Deleted | VmState::Failed))
+    .collect();
+    let images = if configured.iter().any(|l| l.get("check").is_some()) {
+        hv::list_images().map_err(hv_error)?
+    } else {
+        Vec::new()
+    };
+    let limits = configured
+        .into_iter()
         .map(|limit| {
+            let counted = vms.iter().filter(|vm| counts_for(limit, vm, &images));
+            let used = match limit["by"].as_str() {
+                Some("ram") => counted.map(|vm| vm.ram_mib).sum::<u64>(),
+                Some("quota") => counted.map(|vm| vm.disk_mib).sum::<u64>() / 1024,
+                _ => counted.count() as u64,
+            };
             let mut limit = limit.clone();
             if let Some(object) = limit.as_object_mut() {
-                object.entry("used").or_insert(json!(0));
+                object.insert("used".into(), json!(used));
             }
             limit
         })
         .collect();
     Ok(Reply::ok(Value::Array(limits)))
+}
+
+/// Whether a machine falls under a limit's `check` (`os` or `image` name); all do without one.
+fn counts_for(limit: &Value, vm: &Vm, images: &[Image]) -> bool {
+    let image = || images.iter().find(|image| image.id == vm.image);
+    match limit.get("check").and_then(Value::as_str) {
+        Some("os") => image().is_some_and(|i| Some(i.os.as_str()) == limit["os"].as_str()),
+        Some("image") => image().is_some_and(|i| Some(i.name.as_str()) == limit["image"].as_str()),
+        _ => true,
+    }
 }
