@@ -61,6 +61,24 @@ pub fn is_dead(vm: Option<&Vm>) -> bool {
     vm.is_none_or(|vm| matches!(vm.state, VmState::Deleted | VmState::Failed))
 }
 
+/// How long a slot may stay reserved without a VM before it counts as
+/// orphaned: far beyond any request's time budget, so only a request that
+/// died between reserving and `create-vm` leaves one.
+const ORPHAN_AFTER_MS: u64 = 60_000;
+
+/// A reservation whose creating request is long over.
+fn is_orphan(record: &Versioned<PoolVm>, now: u64) -> bool {
+    record.value.vm.is_none() && now.saturating_sub(record.updated) > ORPHAN_AFTER_MS
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is unavailable, which
+/// makes nothing look orphaned).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The hypervisor's name of a VM state.
 pub fn state_name(state: VmState) -> &'static str {
     match state {
@@ -223,6 +241,7 @@ impl<'a> Inventory<'a> {
                 {
                     return Ok(Some((slot, Some(r.version))));
                 }
+                Some(r) if is_orphan(r, now_ms()) => return Ok(Some((slot, Some(r.version)))),
                 Some(_) => {}
             }
         }
@@ -273,6 +292,19 @@ pub fn held(pool: &str, holder: &Holder) -> Result<Option<PoolVm>, ApiError> {
         return Ok(None);
     };
     match POOL_VMS.get::<PoolVm>(&claim.value.vm_key)? {
+        Some(record)
+            if record.value.holder.as_ref() == Some(holder) && is_orphan(&record, now_ms()) =>
+        {
+            // The request that reserved it died before the VM was made: give the slot back.
+            let undo = [
+                POOL_VMS.delete_op(&record.key, Some(record.version)),
+                HOLDERS.delete_op(&key, Some(claim.version)),
+            ];
+            if let Err(e) = storage::batch(&undo) {
+                tessera_sdk::warn!("could not drop orphaned reservation {}: {e:?}", record.key);
+            }
+            Ok(None)
+        }
         Some(record) if record.value.holder.as_ref() == Some(holder) => Ok(Some(record.value)),
         _ => {
             // The VM was removed by an admin: the claim no longer holds anything.
@@ -643,6 +675,33 @@ mod tests {
         assert_eq!(display_port(2), 5902);
         assert!(display_port(u64::MAX) <= 65_535);
         assert_eq!(display_port(65_535 - 5900 + 1), 5901);
+    }
+
+    #[test]
+    fn only_old_reservations_without_a_vm_are_orphans() {
+        let record = |vm: Option<&str>, updated: u64| Versioned {
+            key: "p/1".into(),
+            version: 1,
+            value: PoolVm {
+                pool: "p".into(),
+                slot: "1".into(),
+                vm: vm.map(str::to_string),
+                owner: None,
+                holder: Some(Holder::user("alice")),
+                port: None,
+                sealed_password: None,
+            },
+            created: updated,
+            updated,
+        };
+        let now = 1_000_000;
+        assert!(is_orphan(&record(None, now - 60_001), now));
+        assert!(!is_orphan(&record(None, now - 1_000), now));
+        assert!(!is_orphan(&record(Some("vm"), now - 600_000), now));
+        assert!(
+            !is_orphan(&record(None, now), 0),
+            "no clock: nothing is orphaned"
+        );
     }
 
     #[test]
