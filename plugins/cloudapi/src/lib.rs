@@ -351,6 +351,11 @@ fn compute_routes(router: Router<Endpoint>) -> Router<Endpoint> {
             ep("getmachinedisk", disks::get),
         )
         .add(
+            "POST",
+            "/:account/machines/:machine/disks/:disk",
+            ep("resizemachinedisk", disks::resize),
+        )
+        .add(
             "DELETE",
             "/:account/machines/:machine/disks/:disk",
             ep("deletemachinedisk", disks::delete),

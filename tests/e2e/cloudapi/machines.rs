@@ -677,7 +677,7 @@ fn snapshots_create_list_get_rollback_and_delete() {
 }
 
 #[test]
-fn disks_add_list_get_and_delete() {
+fn disks_add_resize_list_get_and_delete() {
     let (_server, api) = setup();
     let image = image_id(&api, "alpine-3.20");
     let id = running(&api, "disky", &image);
@@ -685,23 +685,60 @@ fn disks_add_list_get_and_delete() {
     let (_, _, disks) = status_json(api.get(&path));
     assert_eq!(disks.as_array().unwrap().len(), 1);
     assert_eq!(
-        (&disks[0]["boot"], &disks[0]["size"]),
-        (&json!(true), &json!(10240))
+        (&disks[0]["boot"], &disks[0]["size"], &disks[0]["pci_slot"]),
+        (&json!(true), &json!(10240), &json!("0:4:0"))
     );
-    let (status, _, disk) = status_json(api.post(&path, &json!({"size": 2048})));
-    assert_eq!(
-        (status, &disk["size"], &disk["boot"]),
-        (201, &json!(2048), &json!(false))
+    // Disks change only while the machine is stopped.
+    assert_error(api.post(&path, &json!({"size": 2048})), 409, "InvalidState");
+    action(&api, &id, json!({"action": "stop"}));
+    wait_state(&api, &id, "stopped");
+    wait_idle(&api, &id);
+    let added = api.post(&path, &json!({"size": 2048}));
+    assert_eq!(added.status(), 202);
+    let (_, _, disks) = status_json(api.get(&path));
+    assert_eq!(disks[1]["size"], 2048);
+    let disk_id = disks[1]["id"].as_str().unwrap().to_string();
+    let (status, headers, slotted) =
+        status_json(api.post(&path, &json!({"size": 512, "pci_slot": "0:4:2"})));
+    assert_eq!((status, &slotted["pci_slot"]), (200, &json!("0:4:2")));
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .ends_with(slotted["id"].as_str().unwrap())
     );
-    let disk_id = disk["id"].as_str().unwrap();
+    assert_error(
+        api.post(&path, &json!({"size": 512, "pci_slot": "0:4:0"})),
+        409,
+        "InvalidArgument",
+    );
     let (_, _, one) = status_json(api.get(&format!("{path}/{disk_id}")));
-    assert_eq!(one["id"], disk_id);
+    assert_eq!(one["id"], disk_id.as_str());
     assert_error(api.post(&path, &json!({})), 409, "MissingParameter");
     assert_error(
         api.post(&path, &json!({"size": "big"})),
         409,
         "InvalidArgument",
     );
+    // Resize: grow; shrink only when allowed.
+    let (status, _, resizing) =
+        status_json(api.post(&format!("{path}/{disk_id}"), &json!({"size": 4096})));
+    assert_eq!(
+        (status, &resizing["state"], &resizing["size"]),
+        (200, &json!("resizing"), &json!(2048))
+    );
+    let (_, _, grown) = status_json(api.get(&format!("{path}/{disk_id}")));
+    assert_eq!(grown["size"], 4096);
+    assert_error(
+        api.post(&format!("{path}/{disk_id}"), &json!({"size": 1024})),
+        409,
+        "InvalidArgument",
+    );
+    let (status, _, _) = status_json(api.post(
+        &format!("{path}/{disk_id}"),
+        &json!({"size": 1024, "dangerous_allow_shrink": true}),
+    ));
+    assert_eq!(status, 200);
     let boot = disks[0]["id"].as_str().unwrap();
     assert_error(
         api.send("DELETE", &format!("{path}/{boot}"), None),
@@ -718,6 +755,8 @@ fn disks_add_list_get_and_delete() {
         404,
         "ResourceNotFound",
     );
+    let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+    assert_eq!(audit[1]["action"], "resize_disk");
 }
 
 #[test]

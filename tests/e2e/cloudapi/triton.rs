@@ -350,18 +350,18 @@ fn triton_instance_lifecycle() {
         !t.ok(&["instance", "snapshot", "list", "web1"])
             .contains("snap1")
     );
+
+    // Power, disks (a stopped machine's) and size.
+    t.ok(&["instance", "stop", "-w", "web1"]);
+    assert!(
+        t.ok(&["instance", "get", "web1"])
+            .contains("\"state\": \"stopped\"")
+    );
     t.ok(&["instance", "disk", "add", "web1", "1024"]);
     let out = t.ok(&["instance", "disk", "list", "web1"]);
     assert!(
         out.contains("1024") && out.contains("10240") && out.contains("0:4:1"),
         "{out}"
-    );
-
-    // Power and size.
-    t.ok(&["instance", "stop", "-w", "web1"]);
-    assert!(
-        t.ok(&["instance", "get", "web1"])
-            .contains("\"state\": \"stopped\"")
     );
     let out = t.ok(&["instance", "resize", "-w", "web1", "sample-1G"]);
     assert!(out.contains("Resized instance web1"), "{out}");

@@ -228,10 +228,11 @@ pub enum Operation {
     SetMetadata,
     CreateImage,
     Migrate,
+    ResizeDisk,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 19] = [
+    pub const ALL: [Operation; 20] = [
         Operation::Create,
         Operation::Start,
         Operation::Stop,
@@ -251,6 +252,7 @@ impl Operation {
         Operation::SetMetadata,
         Operation::CreateImage,
         Operation::Migrate,
+        Operation::ResizeDisk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -274,6 +276,7 @@ impl Operation {
             Operation::SetMetadata => "set-metadata",
             Operation::CreateImage => "create-image",
             Operation::Migrate => "migrate",
+            Operation::ResizeDisk => "resize-disk",
         }
     }
 }
@@ -573,6 +576,14 @@ pub trait HypervisorBackend: Send + Sync {
     fn add_package(&self, package: &NewPackage) -> Result<Package, HvError>;
     /// By id or name.
     fn remove_package(&self, package: &str) -> Result<(), HvError>;
+    fn resize_disk(
+        &self,
+        id: &str,
+        disk: &str,
+        size_mib: u64,
+        allow_shrink: bool,
+        caller: &str,
+    ) -> Result<Disk, HvError>;
     fn add_disk(&self, id: &str, size_mib: u64, caller: &str) -> Result<Disk, HvError>;
     fn remove_disk(&self, id: &str, disk: &str, caller: &str) -> Result<(), HvError>;
     fn snapshot_create(&self, id: &str, name: &str, caller: &str) -> Result<Snapshot, HvError>;
@@ -865,6 +876,21 @@ impl Hypervisor {
 
     pub fn remove_package(&self, package: &str) -> Result<(), HvError> {
         self.backend.remove_package(package)
+    }
+
+    /// A stopped VM's disk at a new size; shrinking only with `allow_shrink`.
+    pub fn resize_disk(
+        &self,
+        id: &str,
+        disk: &str,
+        size_mib: u64,
+        allow_shrink: bool,
+        caller: &str,
+    ) -> Result<Disk, HvError> {
+        check_mib("disk size", size_mib)?;
+        check_principal("caller", caller)?;
+        self.backend
+            .resize_disk(id, disk, size_mib, allow_shrink, caller)
     }
 
     /// Moves a settled VM to another node (`node`, or the roomiest).

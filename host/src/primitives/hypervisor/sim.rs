@@ -403,6 +403,47 @@ impl HypervisorBackend for SimBackend {
         })
     }
 
+    fn resize_disk(
+        &self,
+        id: &str,
+        disk: &str,
+        size_mib: u64,
+        allow_shrink: bool,
+        caller: &str,
+    ) -> Result<Disk, HvError> {
+        let from = &[VmState::Stopped];
+        self.change(id, caller, Operation::ResizeDisk, from, |conn, vm| {
+            let found = vm
+                .disks
+                .iter()
+                .find(|d| d.id == disk)
+                .ok_or_else(|| HvError::NotFound(format!("disk {disk} of vm {}", vm.id)))?;
+            if size_mib < found.size_mib && !allow_shrink {
+                return Err(HvError::Invalid(format!(
+                    "disk {disk} is {} MiB; shrinking needs allow-shrink",
+                    found.size_mib
+                )));
+            }
+            let grow = Delta {
+                disk: signed(size_mib) - signed(found.size_mib),
+                ..Delta::default()
+            };
+            check_room(conn, vm, grow)?;
+            conn.prepare_cached("UPDATE hv_disks SET size_mib = ?2 WHERE id = ?1")?
+                .execute(params![found.id, signed(size_mib)])?;
+            add_disk_mib(conn, &vm.id, grow.disk)?;
+            let parameters =
+                json!({ "disk": found.id, "size_mib": size_mib, "previous": found.size_mib });
+            Ok((
+                Disk {
+                    size_mib,
+                    ..found.clone()
+                },
+                parameters,
+            ))
+        })
+    }
+
     fn list_packages(&self) -> Result<Vec<Package>, HvError> {
         let sql = format!("{SELECT_PACKAGES} ORDER BY seq");
         self.db
@@ -2630,6 +2671,29 @@ mod tests {
             site.hv.remove_package("small"),
             Err(HvError::NotFound(_))
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_stopped_vm_s_disk_grows_and_shrinks_only_when_allowed() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.running("disky")?;
+        let boot = vm.disks[0].id.clone();
+        let running = site.hv.resize_disk(&vm.id, &boot, 4096, false, "alice");
+        assert!(matches!(running, Err(HvError::IllegalTransition(_))));
+        site.act(&vm.id, VmAction::Stop)?;
+        let grown = site.hv.resize_disk(&vm.id, &boot, 4096, false, "alice")?;
+        assert_eq!(grown.size_mib, 4096);
+        assert_eq!(site.vm(&vm.id)?.disk_mib, 4096);
+        let shrink = site.hv.resize_disk(&vm.id, &boot, 3072, false, "alice");
+        assert!(matches!(shrink, Err(HvError::Invalid(_))));
+        site.hv.resize_disk(&vm.id, &boot, 3072, true, "alice")?;
+        assert_eq!(site.vm(&vm.id)?.disk_mib, 3072);
+        let nowhere = site.hv.resize_disk(&vm.id, "no-disk", 1, true, "alice");
+        assert!(matches!(nowhere, Err(HvError::NotFound(_))));
+        let huge = site.hv.resize_disk(&vm.id, &boot, 1 << 39, false, "alice");
+        assert!(matches!(huge, Err(HvError::Capacity(_))));
+        assert_eq!(actions(&site.hv.audit(&vm.id)?)[0], "resize-disk");
         Ok(())
     }
 

@@ -217,6 +217,20 @@ impl wit::Host for InstanceState {
     fn list_packages(&mut self) -> WitResult<Vec<wit::HvPackage>> {
         Ok(list(self.compute()?.hypervisor.list_packages()?))
     }
+    fn resize_disk(
+        &mut self,
+        id: String,
+        disk: String,
+        size_mib: u64,
+        allow_shrink: bool,
+        caller: String,
+    ) -> WitResult<wit::Disk> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .resize_disk(&id, &disk, size_mib, allow_shrink, &caller)?
+            .into())
+    }
 }
 
 impl From<HvError> for wit::HvError {

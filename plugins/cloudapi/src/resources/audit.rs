@@ -25,6 +25,7 @@ fn action_name(action: &str, parameters: &serde_json::Map<String, Value>) -> Str
         }
         "add-disk" => "create_disk".into(),
         "remove-disk" => "delete_disk".into(),
+        "resize-disk" => "resize_disk".into(),
         "snapshot-create" => "create_snapshot".into(),
         "snapshot-rollback" => "rollback_snapshot".into(),
         "snapshot-delete" => "delete_snapshot".into(),

@@ -293,6 +293,21 @@ impl HypervisorBackend for QemuBackend {
         ))
     }
 
+    /// Resizing the qcow2 file (`qemu-img resize`) is not built yet: refused.
+    fn resize_disk(
+        &self,
+        id: &str,
+        disk: &str,
+        size_mib: u64,
+        allow_shrink: bool,
+        caller: &str,
+    ) -> Result<Disk, HvError> {
+        let _ = (id, disk, size_mib, allow_shrink, caller);
+        Err(HvError::Invalid(
+            "the qemu backend cannot resize disks yet".into(),
+        ))
+    }
+
     fn list_packages(&self) -> Result<Vec<Package>, HvError> {
         self.inventory.list_packages()
     }
