@@ -2,6 +2,7 @@
 //! `ssh-keygen` makes (RSA, ECDSA P-256, Ed25519), and the real `triton` CLI.
 
 mod identity;
+mod machine_networking;
 mod machines;
 mod networking;
 mod protocol;

@@ -372,7 +372,7 @@ fn requests_beyond_the_account_s_bucket_are_throttled() {
     assert_eq!(bob.get("/my").status(), 200);
 }
 
-fn presigned_url(
+pub(super) fn presigned_url(
     signer: &Signer,
     host: &str,
     path: &str,

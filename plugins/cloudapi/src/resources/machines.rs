@@ -440,11 +440,8 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     }
     let networks = networks(ctx)?;
     check_affinity(ctx)?;
-    if inputs.list("volumes")?.is_some_and(|v| !v.is_empty()) {
-        return Err(ApiError::invalid_argument(
-            "volumes are not available in this datacenter yet",
-        ));
-    }
+    // Checked before the VM exists; recorded on the volumes once it does.
+    let mounts = crate::resources::volumes::mounts(ctx)?;
     let disk_mib = boot_disk(ctx, package.spec.disk)?;
     let spec = VmSpec {
         name,
@@ -476,6 +473,7 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         resizing: None,
     };
     save_extras(&extras, None)?;
+    crate::resources::volumes::attach(&ctx.account.id, &mounts, &vm.id)?;
     let body = machine_json(&vm, Some(&extras), &Lookup::load(ctx)?);
     Ok(Reply::created(
         body,

@@ -139,9 +139,72 @@ pub fn on_network(account: &str, network: &str) -> ApiResult<bool> {
         .any(|v| v.value.networks.iter().any(|n| n == network)))
 }
 
+/// CreateMachine's `volumes`: `[{"name", "type", "mode", "mountpoint"}]` (what
+/// `triton instance create --volume` sends) or names; each must be a `ready` volume of
+/// the account. Returns the names to [`attach`] once the machine exists.
+pub fn mounts(ctx: &Ctx<'_>) -> ApiResult<Vec<String>> {
+    let Some(items) = ctx.inputs.list("volumes")? else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::new();
+    for item in items {
+        let name = match &item {
+            Value::String(name) => name.clone(),
+            Value::Object(o) => {
+                if let Some(kind) = o.get("type").and_then(Value::as_str)
+                    && kind != TYPE_NFS
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "volume type {kind:?} is not supported: only {TYPE_NFS}"
+                    )));
+                }
+                if let Some(mode) = o.get("mode").and_then(Value::as_str)
+                    && mode != "rw"
+                    && mode != "ro"
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "volume mode {mode:?} must be rw or ro"
+                    )));
+                }
+                if let Some(mountpoint) = o.get("mountpoint").and_then(Value::as_str)
+                    && !mountpoint.starts_with('/')
+                {
+                    return Err(ApiError::invalid_argument(format!(
+                        "mountpoint {mountpoint:?} must be an absolute path"
+                    )));
+                }
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ApiError::invalid_argument("a volume needs a name"))?
+                    .to_string()
+            }
+            _ => return Err(ApiError::invalid_argument("volumes must be objects")),
+        };
+        let found = VOLUMES
+            .query()
+            .filter(Filter::and(vec![
+                Filter::eq("account", ctx.account.id.as_str()),
+                Filter::eq("name", name.as_str()),
+            ]))
+            .limit(1)
+            .fetch::<Volume>()?
+            .items
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::invalid_argument(format!("volume {name} does not exist")))?;
+        if found.value.state != "ready" {
+            return Err(volume_error(
+                "VolumeNotReady",
+                format!("volume {name} is {}", found.value.state),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// Records that machine `vm` mounts the account's volumes named (or with ids) `names`;
 /// each must be `ready`. For machine creation (part 2's `volumes` argument).
-#[allow(dead_code)] // machine creation (part 2) records mounts through it
 pub fn attach(account: &str, names: &[String], vm: &str) -> ApiResult<Vec<Volume>> {
     let mut writes = Vec::new();
     let mut out = Vec::new();
