@@ -39,6 +39,8 @@ pub const MAX_CPUS: u32 = 1024;
 pub const MAX_MIB: u64 = 1 << 40;
 /// Most NICs, and most disks, one VM may have.
 pub const MAX_DEVICES: usize = 16;
+/// Most nodes one list of a placement may name.
+pub const MAX_PLACEMENT_NODES: usize = 1024;
 /// Longest failure reason kept in the audit trail, in characters.
 pub const MAX_REASON_CHARS: usize = 1024;
 
@@ -434,6 +436,22 @@ pub struct VmSpec {
     pub deletion_protection: bool,
 }
 
+/// Where `create_vm_placed` may put a VM; nodes by id or name. Unknown
+/// nodes match nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The VM must go to one of these; empty: any node.
+    pub only_nodes: Vec<String>,
+    /// The VM must not go to any of these.
+    pub avoid_nodes: Vec<String>,
+    /// Best effort: one of these if any has room.
+    pub prefer_nodes: Vec<String>,
+    /// Best effort: none of these if another node has room.
+    pub shun_nodes: Vec<String>,
+    /// The new VM's id, a UUID the caller chose; `None`: a new one.
+    pub vm_id: Option<String>,
+}
+
 /// Which VMs `list_vms` returns; every field set narrows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VmFilter {
@@ -546,6 +564,15 @@ pub trait HypervisorBackend: Send + Sync {
     fn create_vm(
         &self,
         spec: &VmSpec,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError>;
+    /// `create_vm` on a node the placement allows (`Capacity` if none has
+    /// room); the placement's id arrives checked as a UUID.
+    fn create_vm_placed(
+        &self,
+        spec: &VmSpec,
+        placement: &Placement,
         caller: &str,
         plugin: &str,
     ) -> Result<(Vm, Transition), HvError>;
@@ -739,6 +766,25 @@ impl Hypervisor {
         check_principal("caller", caller)?;
         check_principal("plugin", plugin)?;
         let created = self.backend.create_vm(&spec, caller, plugin);
+        self.announce(created, |(vm, _)| &vm.id, |_| Operation::Create.as_str())
+    }
+
+    /// `create_vm` constrained to the nodes `placement` allows, preferring
+    /// its soft choices; optionally with the caller's UUID as the VM's id.
+    pub fn create_vm_placed(
+        &self,
+        spec: &VmSpec,
+        placement: &Placement,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError> {
+        let spec = checked_spec(spec)?;
+        check_principal("caller", caller)?;
+        check_principal("plugin", plugin)?;
+        let placement = checked_placement(placement)?;
+        let created = self
+            .backend
+            .create_vm_placed(&spec, &placement, caller, plugin);
         self.announce(created, |(vm, _)| &vm.id, |_| Operation::Create.as_str())
     }
 
@@ -1010,6 +1056,38 @@ fn checked_spec(spec: &VmSpec) -> Result<VmSpec, HvError> {
         tags: json_object("tags", &spec.tags)?,
         metadata: json_object("metadata", &spec.metadata)?,
         ..spec.clone()
+    })
+}
+
+/// Bounded node lists and, if given, a VM id that is a UUID (kept lower-case).
+fn checked_placement(placement: &Placement) -> Result<Placement, HvError> {
+    for nodes in [
+        &placement.only_nodes,
+        &placement.avoid_nodes,
+        &placement.prefer_nodes,
+        &placement.shun_nodes,
+    ] {
+        if nodes.len() > MAX_PLACEMENT_NODES {
+            return Err(HvError::Invalid(format!(
+                "a placement names at most {MAX_PLACEMENT_NODES} nodes per list"
+            )));
+        }
+        for node in nodes {
+            check_principal("node", node)?;
+        }
+    }
+    let vm_id = match &placement.vm_id {
+        None => None,
+        Some(id) => Some(
+            uuid::Uuid::parse_str(id)
+                .map_err(|_| HvError::Invalid(format!("vm id {id:?} is not a UUID")))?
+                .hyphenated()
+                .to_string(),
+        ),
+    };
+    Ok(Placement {
+        vm_id,
+        ..placement.clone()
     })
 }
 

@@ -20,8 +20,9 @@ use uuid::Uuid;
 
 use super::api::{
     AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, ImageChanges, MAX_DEVICES,
-    Network, NewImage, NewPackage, Nic, Node, Operation, Package, Rule, SETTLED, STOPPED_JOB, Size,
-    Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState, split_tag,
+    Network, NewImage, NewPackage, Nic, Node, Operation, Package, Placement, Rule, SETTLED,
+    STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec,
+    VmState, split_tag,
 };
 use super::config::{ImageSeed, NetworkSeed, NodeSeed, SimSettings};
 use crate::db::Database;
@@ -590,8 +591,24 @@ impl HypervisorBackend for SimBackend {
         caller: &str,
         plugin: &str,
     ) -> Result<(Vm, Transition), HvError> {
-        let id = Uuid::new_v4().to_string();
+        self.create_vm_placed(spec, &Placement::default(), caller, plugin)
+    }
+
+    fn create_vm_placed(
+        &self,
+        spec: &VmSpec,
+        placement: &Placement,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError> {
+        let id = placement
+            .vm_id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().to_string());
         self.db.with_write_tx(|tx| {
+            if vm_by_id(tx, &id)?.is_some() {
+                return Err(HvError::Conflict(format!("vm {id} exists")));
+            }
             let image = usable_image(tx, &spec.image, &spec.owner)?;
             if spec.disk_mib < image.size_mib {
                 return Err(HvError::Invalid(format!(
@@ -601,7 +618,7 @@ impl HypervisorBackend for SimBackend {
             }
             let networks = spec_networks(tx, spec)?;
             check_name_free(tx, &spec.owner, &spec.name, &id)?;
-            let node = place(tx, spec_size(spec))?;
+            let node = place(tx, spec_size(spec), placement)?;
             let now = now_ms();
             insert_vm(tx, &id, spec, &node, plugin, now)?;
             insert_disk(tx, &id, spec.disk_mib, true)?;
@@ -1347,23 +1364,58 @@ fn spec_size(spec: &VmSpec) -> Size {
     }
 }
 
-/// The running node with room for `size` and the most free RAM (ties by name).
-fn place(conn: &Connection, size: Size) -> Result<String, HvError> {
+/// The running node with room for `size` the placement allows: a preferred
+/// one if any, else one not shunned if any, then the most free RAM (ties by
+/// name).
+fn place(conn: &Connection, size: Size, placement: &Placement) -> Result<String, HvError> {
     let sql = format!(
         "{FREE} WHERE n.state = 'running' GROUP BY n.id \
          HAVING free_cpus >= ?1 AND free_ram >= ?2 AND free_disk >= ?3 \
-         ORDER BY free_ram DESC, n.name LIMIT 1"
+         ORDER BY free_ram DESC, n.name"
     );
-    let node = conn
+    let candidates = conn
         .prepare_cached(&sql)?
-        .query_row(params![size.cpus, size.ram_mib, size.disk_mib], |row| {
+        .query_map(params![size.cpus, size.ram_mib, size.disk_mib], |row| {
             row.get::<_, String>(0)
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: std::collections::HashMap<String, String> =
+        query_all(conn, "SELECT id, name FROM hv_nodes", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let named = |nodes: &[String], id: &String| {
+        nodes
+            .iter()
+            .any(|n| n == id || names.get(id).is_some_and(|name| name == n))
+    };
+    let allowed = candidates.into_iter().filter(|id| {
+        (placement.only_nodes.is_empty() || named(&placement.only_nodes, id))
+            && !named(&placement.avoid_nodes, id)
+    });
+    // A stable sort keeps the most-free-RAM order within each rank.
+    let mut ranked: Vec<(u8, String)> = allowed
+        .map(|id| {
+            let rank = if named(&placement.prefer_nodes, &id) {
+                0
+            } else if named(&placement.shun_nodes, &id) {
+                2
+            } else {
+                1
+            };
+            (rank, id)
         })
-        .optional()?;
-    node.ok_or_else(|| {
+        .collect();
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let constrained = !placement.only_nodes.is_empty() || !placement.avoid_nodes.is_empty();
+    ranked.into_iter().next().map(|(_, id)| id).ok_or_else(|| {
         HvError::Capacity(format!(
-            "no node has {} vcpus, {} MiB of RAM and {} MiB of disk free",
-            size.cpus, size.ram_mib, size.disk_mib
+            "no {}node has {} vcpus, {} MiB of RAM and {} MiB of disk free",
+            if constrained { "allowed " } else { "" },
+            size.cpus,
+            size.ram_mib,
+            size.disk_mib
         ))
     })
 }
@@ -1987,6 +2039,118 @@ mod tests {
             [big.node, second.node, third.node],
             [&nodes[0], &nodes[1], &nodes[1]].map(Clone::clone)
         );
+        Ok(())
+    }
+
+    #[test]
+    fn a_placement_restricts_and_prefers_nodes_by_id_or_name() -> TestResult {
+        let site = Site::open()?;
+        let nodes: Vec<Node> = site.hv.list_nodes()?;
+        let (one, two) = (&nodes[0], &nodes[1]);
+        let placed = |name: &str, placement: Placement| -> Result<Option<String>, HvError> {
+            let (vm, transition) =
+                site.hv
+                    .create_vm_placed(&site.spec(name), &placement, "alice", "cloudapi")?;
+            site.hv.complete(&transition.id)?;
+            Ok(vm.node)
+        };
+        // Unconstrained, both nodes are empty and node 1 wins by name.
+        let only_two = Placement {
+            only_nodes: vec![two.name.clone()],
+            ..Placement::default()
+        };
+        assert_eq!(placed("a", only_two)?, Some(two.id.clone()));
+        let avoid_two = Placement {
+            avoid_nodes: vec![two.id.clone()],
+            ..Placement::default()
+        };
+        assert_eq!(placed("b", avoid_two)?, Some(one.id.clone()));
+        // Node 2 has more free RAM now; a preference for node 1 wins.
+        site.create(&site.spec_with("big", |s| s.ram_mib = 8192))?;
+        let prefer_one = Placement {
+            prefer_nodes: vec![one.name.clone()],
+            ..Placement::default()
+        };
+        assert_eq!(placed("c", prefer_one)?, Some(one.id.clone()));
+        let shun_two = Placement {
+            shun_nodes: vec![two.id.clone()],
+            ..Placement::default()
+        };
+        assert_eq!(placed("d", shun_two)?, Some(one.id.clone()));
+        // A soft rule never fails a create: shunning both still places it.
+        let shun_both = Placement {
+            shun_nodes: vec![one.id.clone(), two.id.clone()],
+            prefer_nodes: vec!["no-such-node".into()],
+            ..Placement::default()
+        };
+        assert!(placed("e", shun_both)?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn a_placement_no_allowed_node_fits_is_a_capacity_error_and_writes_nothing() -> TestResult {
+        let site = Site::open()?;
+        let nodes = site.hv.list_nodes()?;
+        let before = site.dump()?;
+        let refused = [
+            Placement {
+                only_nodes: vec!["no-such-node".into()],
+                ..Placement::default()
+            },
+            Placement {
+                avoid_nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+                ..Placement::default()
+            },
+            Placement {
+                only_nodes: vec![nodes[0].id.clone()],
+                avoid_nodes: vec![nodes[0].name.clone()],
+                ..Placement::default()
+            },
+        ];
+        for placement in refused {
+            let result = site
+                .hv
+                .create_vm_placed(&site.spec("x"), &placement, "alice", "cloudapi");
+            assert!(matches!(result, Err(HvError::Capacity(_))), "{placement:?}");
+        }
+        // Room on node 1 only for the ask: a too-big VM pinned there is refused.
+        let pinned = Placement {
+            only_nodes: vec![nodes[0].id.clone()],
+            ..Placement::default()
+        };
+        let huge = site.spec_with("huge", |s| s.ram_mib = nodes[0].ram_mib + 1);
+        let result = site
+            .hv
+            .create_vm_placed(&huge, &pinned, "alice", "cloudapi");
+        assert!(matches!(result, Err(HvError::Capacity(_))));
+        assert_eq!(site.dump()?, before);
+        Ok(())
+    }
+
+    #[test]
+    fn a_placement_may_choose_the_vm_id_once() -> TestResult {
+        let site = Site::open()?;
+        let chosen = "0A1B2C3D-0000-4000-8000-00000000000A";
+        let placement = Placement {
+            vm_id: Some(chosen.into()),
+            ..Placement::default()
+        };
+        let (vm, _) = site
+            .hv
+            .create_vm_placed(&site.spec("a"), &placement, "alice", "cloudapi")?;
+        assert_eq!(vm.id, chosen.to_lowercase());
+        let again = site
+            .hv
+            .create_vm_placed(&site.spec("b"), &placement, "alice", "cloudapi");
+        assert!(matches!(again, Err(HvError::Conflict(_))));
+        let bad = Placement {
+            vm_id: Some("not-a-uuid".into()),
+            ..Placement::default()
+        };
+        let refused = site
+            .hv
+            .create_vm_placed(&site.spec("c"), &bad, "alice", "cloudapi");
+        assert!(matches!(refused, Err(HvError::Invalid(_))));
         Ok(())
     }
 

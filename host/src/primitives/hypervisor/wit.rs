@@ -3,7 +3,7 @@
 
 use super::{
     AuditEntry, Compute, Disk, HvError, Image, ImageChanges, Network, NewImage, Nic, Node, Package,
-    Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
+    Placement, Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
@@ -231,6 +231,21 @@ impl wit::Host for InstanceState {
             .resize_disk(&id, &disk, size_mib, allow_shrink, &caller)?
             .into())
     }
+    fn create_vm_placed(
+        &mut self,
+        spec: wit::VmSpec,
+        placement: wit::Placement,
+        caller: String,
+    ) -> WitResult<(wit::Vm, String)> {
+        let compute = self.compute()?;
+        let (vm, transition) = compute.hypervisor.create_vm_placed(
+            &spec.into(),
+            &placement.into(),
+            &caller,
+            &self.plugin.name,
+        )?;
+        Ok((vm.into(), compute.schedule(&transition)?))
+    }
 }
 
 impl From<HvError> for wit::HvError {
@@ -275,6 +290,9 @@ same_fields!(Snapshot => wit::Snapshot { name, state, created });
 same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters });
 same_fields!(wit::NewImage => NewImage {
     name, version, os, image_type, size_mib, owner, public, extra
+});
+same_fields!(wit::Placement => Placement {
+    only_nodes, avoid_nodes, prefer_nodes, shun_nodes, vm_id
 });
 same_fields!(wit::VmSpec => VmSpec {
     name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection

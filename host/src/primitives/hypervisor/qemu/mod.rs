@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::api::{
     AuditEntry, Disk, HvError, HypervisorBackend, Image, ImageChanges, Network, NewImage,
-    NewPackage, Nic, Node, Operation, Package, Size, Snapshot, Transition, Vm, VmAction, VmFilter,
-    VmPage, VmQuery, VmSpec, VmState,
+    NewPackage, Nic, Node, Operation, Package, Placement, Size, Snapshot, Transition, Vm, VmAction,
+    VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use super::config::QemuSettings;
 use super::sim::SimBackend;
@@ -240,6 +240,18 @@ impl HypervisorBackend for QemuBackend {
         plugin: &str,
     ) -> Result<(Vm, Transition), HvError> {
         self.inventory.create_vm(spec, caller, plugin)
+    }
+
+    /// Placement is inventory work; the disks are made when the job runs.
+    fn create_vm_placed(
+        &self,
+        spec: &VmSpec,
+        placement: &Placement,
+        caller: &str,
+        plugin: &str,
+    ) -> Result<(Vm, Transition), HvError> {
+        self.inventory
+            .create_vm_placed(spec, placement, caller, plugin)
     }
 
     fn act(&self, id: &str, action: VmAction, caller: &str) -> Result<Transition, HvError> {
