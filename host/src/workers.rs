@@ -35,6 +35,23 @@ pub fn start(kernel: Arc<Kernel>, compute: Compute) {
         tokio::spawn(work(kernel.clone(), compute.clone(), worker_id));
     }
     tokio::spawn(upkeep(jobs.queue.clone()));
+    tokio::spawn(reconcile_vms(compute.clone()));
+}
+
+/// How often the records are checked against the VMs that really run.
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+async fn reconcile_vms(compute: Compute) {
+    let mut every = tokio::time::interval(RECONCILE_EVERY);
+    loop {
+        every.tick().await;
+        let compute = compute.clone();
+        match tokio::task::spawn_blocking(move || compute.reconcile()).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(vms = n, "stopped VMs whose process was gone"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "checking VMs against their processes failed"),
+            _ => {}
+        }
+    }
 }
 
 async fn work(kernel: Arc<Kernel>, compute: Compute, worker_id: String) {

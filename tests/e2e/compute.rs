@@ -2,42 +2,18 @@
 //! backend move through their states as kernel jobs; illegal transitions and
 //! impossible sizes get typed errors.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, cli_ok, client, json, test_site};
+use crate::harness::{Server, cli_ok, client, hello_vm_act, json, test_site, wait_hello_vm};
 
-fn vm(server: &Server, id: &str) -> Value {
-    json(
-        client()
-            .get(server.url(&format!("/hello/vms/{id}")))
-            .send()
-            .unwrap(),
-    )
-}
-
-/// Poll until the VM reaches `state` (bounded).
 fn wait_state(server: &Server, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let current = vm(server, id);
-        if current["state"] == state {
-            return current;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "vm {id} never reached {state}: {current}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    wait_hello_vm(server, id, state, Duration::from_secs(30))
 }
 
 fn act(server: &Server, id: &str, action: &str) -> reqwest::blocking::Response {
-    client()
-        .post(server.url(&format!("/hello/vms/{id}/{action}")))
-        .send()
-        .unwrap()
+    hello_vm_act(server, id, action)
 }
 
 #[test]

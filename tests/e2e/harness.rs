@@ -231,3 +231,48 @@ pub fn assert_metrics(server: &Server, lines: &[&str]) {
 pub fn json(resp: reqwest::blocking::Response) -> serde_json::Value {
     resp.json().expect("JSON body")
 }
+
+/// A VM as the `hello` example plugin shows it (`GET /hello/vms/:id`).
+pub fn hello_vm(server: &Server, id: &str) -> serde_json::Value {
+    json(
+        client()
+            .get(server.url(&format!("/hello/vms/{id}")))
+            .send()
+            .unwrap(),
+    )
+}
+
+/// Polls the `hello` plugin until the VM reaches `state`, for at most
+/// `within`; a VM that goes `failed` on the way ends the wait at once.
+pub fn wait_hello_vm(
+    server: &Server,
+    id: &str,
+    state: &str,
+    within: std::time::Duration,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let current = hello_vm(server, id);
+        if current["state"] == state {
+            return current;
+        }
+        assert!(
+            current["state"] != "failed",
+            "vm {id} failed: {current}\n{}",
+            server.log()
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vm {id} never reached {state}: {current}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `POST /hello/vms/:id/:action` (start, stop, reboot, delete).
+pub fn hello_vm_act(server: &Server, id: &str, action: &str) -> reqwest::blocking::Response {
+    client()
+        .post(server.url(&format!("/hello/vms/{id}/{action}")))
+        .send()
+        .unwrap()
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Server, client, json, run_cli, test_site};
+use crate::harness::{Server, client, hello_vm_act, json, run_cli, test_site, wait_hello_vm};
 
 const BANNER: &str = "TESSERA BOOT OK";
 
@@ -61,41 +61,12 @@ fn qemu_site() -> String {
     )
 }
 
-fn vm(server: &Server, id: &str) -> Value {
-    json(
-        client()
-            .get(server.url(&format!("/hello/vms/{id}")))
-            .send()
-            .unwrap(),
-    )
-}
-
 fn wait_state(server: &Server, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let current = vm(server, id);
-        if current["state"] == state {
-            return current;
-        }
-        assert!(
-            current["state"] != "failed",
-            "vm {id} failed: {current}\n{}",
-            server.log()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "vm {id} never reached {state}: {current}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_hello_vm(server, id, state, Duration::from_secs(90))
 }
 
 fn act(server: &Server, id: &str, action: &str) {
-    let resp = client()
-        .post(server.url(&format!("/hello/vms/{id}/{action}")))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 202, "{action}");
+    assert_eq!(hello_vm_act(server, id, action).status(), 202, "{action}");
 }
 
 /// The VM's QEMU process, if one is alive (zombies do not count).
@@ -175,6 +146,19 @@ fn a_real_vm_boots_stops_starts_and_is_deleted() {
     wait_state(&server, &id, "running");
     assert!(qemu_alive(&vm_dir));
     wait_banner(&vm_dir.join("serial.log"));
+
+    // The process dies behind the kernel's back (a guest power-off, an OOM
+    // kill): within a few seconds the record says stopped, and it starts again.
+    let pid = std::fs::read_to_string(vm_dir.join("qemu.pid")).unwrap();
+    let killed = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    wait_state(&server, &id, "stopped");
+    act(&server, &id, "start");
+    wait_state(&server, &id, "running");
+    assert!(qemu_alive(&vm_dir));
 
     act(&server, &id, "delete");
     wait_state(&server, &id, "deleted");

@@ -622,6 +622,12 @@ pub trait HypervisorBackend: Send + Sync {
     fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError>;
     fn complete(&self, transition: &str) -> Result<Vm, HvError>;
     fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError>;
+    /// Brings the records in line with what really runs: the stop transitions
+    /// of VMs recorded `running` whose machine is gone (a guest that powered
+    /// itself off, a host that rebooted). The `sim` backend never drifts.
+    fn reconcile(&self) -> Result<Vec<Transition>, HvError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The resources a VM asks of its node.
@@ -1007,6 +1013,16 @@ impl Hypervisor {
     pub fn complete(&self, transition: &str) -> Result<Vm, HvError> {
         let done = self.backend.complete(transition);
         self.announce(done, |vm| &vm.id, |_| "completed")
+    }
+
+    /// The transitions that bring drifted VMs back in line (see
+    /// [`HypervisorBackend::reconcile`]); the caller schedules them.
+    pub fn reconcile(&self) -> Result<Vec<Transition>, HvError> {
+        let transitions = self.backend.reconcile()?;
+        for t in &transitions {
+            self.changed(&t.vm_id, t.action.as_str());
+        }
+        Ok(transitions)
     }
 
     /// Fails a transition: the VM becomes `failed` and the audit entry records the

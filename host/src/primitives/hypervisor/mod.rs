@@ -50,6 +50,16 @@ impl Compute {
         Ok(job.id)
     }
 
+    /// Records drift (see [`Hypervisor::reconcile`]) and queues the
+    /// transitions that fix it; returns how many.
+    pub fn reconcile(&self) -> Result<usize, HvError> {
+        let transitions = self.hypervisor.reconcile()?;
+        for transition in &transitions {
+            self.schedule(transition)?;
+        }
+        Ok(transitions.len())
+    }
+
     /// Run a kernel job: complete the transition it names (or mark it failed).
     pub fn run_kernel_job(&self, payload: &str) -> Result<String, (String, String)> {
         let transition = serde_json::from_str::<serde_json::Value>(payload)

@@ -23,6 +23,9 @@ use super::sim::SimBackend;
 use crate::db::Database;
 
 use img::QemuImg;
+
+/// Who the audit names for changes the backend observed rather than was asked for.
+const RECONCILER: &str = "hypervisor";
 use process::{Launch, VmFiles};
 
 pub struct QemuBackend {
@@ -30,6 +33,9 @@ pub struct QemuBackend {
     settings: QemuSettings,
     images_dir: PathBuf,
     vms_dir: PathBuf,
+    /// VMs whose process is down on purpose for a moment (an image copy):
+    /// `reconcile` leaves them alone.
+    busy: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl QemuBackend {
@@ -52,6 +58,7 @@ impl QemuBackend {
             settings: settings.clone(),
             images_dir,
             vms_dir,
+            busy: Default::default(),
         })
     }
 
@@ -145,6 +152,24 @@ impl QemuBackend {
         Ok(())
     }
 
+    /// Copies the VM's boot disk, backing chain flattened, into `to`.
+    fn copy_boot_disk(&self, vm: &Vm, to: &Path) -> Result<(), String> {
+        let files = self.files(&vm.id);
+        let running = files.running_pid().is_some();
+        let _busy = Busy::hold(&self.busy, &vm.id);
+        if running {
+            process::stop(
+                &files,
+                Duration::from_millis(self.settings.shutdown_timeout_ms),
+            )?;
+        }
+        let copied = self.img().convert(&files.boot_disk(), "qcow2", to);
+        if running {
+            self.launch().start(vm, &files)?;
+        }
+        copied
+    }
+
     /// Runs `work` on a snapshot of the VM's boot disk: through the monitor
     /// while it runs (`savevm`/`delvm`), with qemu-img while it is stopped.
     fn snapshot_work(&self, vm: &str, op: char, name: &str) -> Result<(), String> {
@@ -159,6 +184,32 @@ impl QemuBackend {
             return Ok(());
         }
         self.img().snapshot(op, name, &disk)
+    }
+}
+
+/// Marks a VM busy until dropped.
+struct Busy<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    vm: String,
+}
+
+impl<'a> Busy<'a> {
+    fn hold(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, vm: &str) -> Busy<'a> {
+        if let Ok(mut held) = set.lock() {
+            held.insert(vm.to_string());
+        }
+        Busy {
+            set,
+            vm: vm.to_string(),
+        }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.set.lock() {
+            held.remove(&self.vm);
+        }
     }
 }
 
@@ -293,19 +344,42 @@ impl HypervisorBackend for QemuBackend {
         self.inventory.delete_image(id)
     }
 
-    /// Copying a VM's qcow2 disk into an image file is not built yet: refused.
+    /// The VM's boot disk, flattened onto its base, becomes the image's qcow2
+    /// file. A running VM is stopped for the copy and started again, as
+    /// Triton's image creation does. The file is written under a temporary
+    /// name first, so no image record ever points at a half-copied file.
     fn create_image_from_vm(
         &self,
-        _id: &str,
-        _image: &NewImage,
-        _caller: &str,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
     ) -> Result<Image, HvError> {
-        Err(HvError::Invalid(
-            "the qemu backend cannot make images from VMs yet".into(),
-        ))
+        let vm = self.vm(id)?;
+        let pending = self
+            .images_dir
+            .join(format!(".pending-{}.qcow2", uuid::Uuid::new_v4()));
+        self.copy_boot_disk(&vm, &pending).map_err(|e| {
+            let _ = std::fs::remove_file(&pending);
+            backend(e)
+        })?;
+        let created = match self.inventory.create_image_from_vm(id, image, caller) {
+            Ok(created) => created,
+            Err(e) => {
+                let _ = std::fs::remove_file(&pending);
+                return Err(e);
+            }
+        };
+        let file = self.images_dir.join(format!("{}.qcow2", created.id));
+        if let Err(e) = std::fs::rename(&pending, &file) {
+            let _ = std::fs::remove_file(&pending);
+            let _ = self.inventory.delete_image(&created.id);
+            return Err(backend(format!("{}: {e}", file.display())));
+        }
+        Ok(created)
     }
 
-    /// Resizing the qcow2 file (`qemu-img resize`) is not built yet: refused.
+    /// Grows or shrinks the disk's qcow2 file after the inventory agreed
+    /// (stopped VMs only); if the file cannot follow, the record goes back.
     fn resize_disk(
         &self,
         id: &str,
@@ -314,10 +388,26 @@ impl HypervisorBackend for QemuBackend {
         allow_shrink: bool,
         caller: &str,
     ) -> Result<Disk, HvError> {
-        let _ = (id, disk, size_mib, allow_shrink, caller);
-        Err(HvError::Invalid(
-            "the qemu backend cannot resize disks yet".into(),
-        ))
+        let before = self.vm(id)?;
+        let previous = before.disks.iter().find(|d| d.id == disk).cloned();
+        let resized = self
+            .inventory
+            .resize_disk(id, disk, size_mib, allow_shrink, caller)?;
+        let files = self.files(id);
+        let file = if resized.boot {
+            files.boot_disk()
+        } else {
+            files.data_disk(&resized.id)
+        };
+        if let Err(e) = self.img().resize(&file, size_mib) {
+            if let Some(previous) = previous {
+                let _ = self
+                    .inventory
+                    .resize_disk(id, disk, previous.size_mib, true, caller);
+            }
+            return Err(backend(e));
+        }
+        Ok(resized)
     }
 
     fn list_packages(&self) -> Result<Vec<Package>, HvError> {
@@ -408,6 +498,37 @@ impl HypervisorBackend for QemuBackend {
                 .map_err(backend)?;
         }
         self.inventory.complete(transition)
+    }
+
+    /// A `running` VM without its process exited on its own (the guest
+    /// powered off, the host rebooted): it is stopped through the usual
+    /// transition, audited as the hypervisor's doing.
+    fn reconcile(&self) -> Result<Vec<Transition>, HvError> {
+        let running = self.inventory.list_vms(&VmFilter {
+            owner: None,
+            state: Some(VmState::Running),
+            name: None,
+            image: None,
+            node: None,
+            tag: None,
+            offset: 0,
+            limit: None,
+        })?;
+        let mut stops = Vec::new();
+        for vm in running.vms {
+            let busy = self.busy.lock().map_or(true, |b| b.contains(&vm.id));
+            if busy || self.files(&vm.id).running_pid().is_some() {
+                continue;
+            }
+            tracing::info!(vm = %vm.id, "the VM's process is gone; recording it stopped");
+            match self.inventory.act(&vm.id, VmAction::Stop, RECONCILER) {
+                Ok(stop) => stops.push(stop),
+                // It moved on meanwhile (a user's stop or delete): nothing to fix.
+                Err(HvError::IllegalTransition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stops)
     }
 
     /// A failed create or start leaves no process behind.
@@ -526,6 +647,94 @@ mod tests {
         assert_eq!(finish(&hv, &delete).state, VmState::Deleted);
         assert!(files.running_pid().is_none());
         assert!(!files.dir.exists());
+    }
+
+    #[test]
+    fn images_from_vms_disk_resizes_and_dead_processes_are_real() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(hv) = site(dir.path()) else { return };
+        let image = import_blank(&hv, dir.path());
+        let spec = VmSpec {
+            name: "source".into(),
+            owner: "alice".into(),
+            image: image.id.clone(),
+            cpus: 1,
+            ram_mib: 64,
+            disk_mib: 8,
+            tags: "{}".into(),
+            metadata: "{}".into(),
+            ..VmSpec::default()
+        };
+        let (vm, create) = hv.create_vm(&spec, "alice", "test").unwrap();
+        assert_eq!(finish(&hv, &create).state, VmState::Running);
+        let files = VmFiles::new(&dir.path().join("qemu/vms"), &vm.id);
+        let img = QemuImg {
+            program: "qemu-img",
+        };
+
+        // A running VM is stopped for the copy and runs again afterwards;
+        // the image is a standalone qcow2 (its base flattened in).
+        let made = NewImage {
+            name: "copy".into(),
+            version: "1".into(),
+            os: "other".into(),
+            image_type: "zvol".into(),
+            size_mib: 1,
+            owner: Some("alice".into()),
+            public: false,
+            extra: String::new(),
+        };
+        let copy = hv.create_image_from_vm(&vm.id, &made, "alice").unwrap();
+        let file = dir.path().join(format!("qemu/images/{}.qcow2", copy.id));
+        let info = img.info(&file).unwrap();
+        assert_eq!(info.format, "qcow2");
+        assert_eq!(info.virtual_size, 8 * 1024 * 1024);
+        assert!(files.running_pid().is_some(), "the VM runs again");
+        assert_eq!(hv.get_vm(&vm.id).unwrap().unwrap().state, VmState::Running);
+        // A name and version that exist: refused, and no file is left behind.
+        assert!(matches!(
+            hv.create_image_from_vm(&vm.id, &made, "alice"),
+            Err(HvError::Conflict(_))
+        ));
+        let leftovers = std::fs::read_dir(dir.path().join("qemu/images"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".pending")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+
+        // The guest's process dies behind the kernel's back: the record follows.
+        let pid = files.running_pid().unwrap();
+        kill_now(pid);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while files.running_pid().is_some() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stops = hv.reconcile().unwrap();
+        assert_eq!(stops.len(), 1);
+        assert_eq!(finish(&hv, &stops[0]).state, VmState::Stopped);
+        let audit = hv.audit(&vm.id).unwrap();
+        assert_eq!(audit[0].caller, RECONCILER);
+        assert!(hv.reconcile().unwrap().is_empty(), "nothing left to fix");
+
+        // Stopped: a data disk's file grows with its record.
+        let disk = hv.add_disk(&vm.id, 4, "alice").unwrap();
+        let grown = hv
+            .resize_disk(&vm.id, &disk.id, 12, false, "alice")
+            .unwrap();
+        assert_eq!(grown.size_mib, 12);
+        let size = img.info(&files.data_disk(&disk.id)).unwrap().virtual_size;
+        assert_eq!(size, 12 * 1024 * 1024);
+    }
+
+    fn kill_now(pid: i32) {
+        let pid = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     }
 
     #[test]
