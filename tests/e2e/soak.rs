@@ -4,6 +4,10 @@
 //! fail; after warm-up the floor of the server's resident memory may not grow
 //! by more than 10 % (peaks by 25 %); no file descriptor or instance slot may leak. Latency per window is
 //! printed, not asserted (machines here are shared and noisy).
+//!
+//! It is `#[ignore]`d in the plain `cargo test` run, whose other tests would
+//! load the machine at the same time and blur every figure; `.ci/run` runs it
+//! alone right after the suite.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -205,6 +209,7 @@ fn peak(clients: &Arc<Clients>, secs: u64) -> f64 {
 }
 
 #[test]
+#[ignore = "needs the machine to itself: `cargo test --test e2e soak -- --ignored` (CI runs it after the suite)"]
 fn the_default_site_holds_70_percent_of_peak_without_errors_or_leaks() {
     let secs: u64 = std::env::var("TESSERA_SOAK_SECS")
         .ok()
