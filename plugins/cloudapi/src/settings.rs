@@ -46,6 +46,15 @@ impl Settings {
     /// The settings for this request. A malformed table falls back to the defaults and
     /// is logged, so a typo never takes the API down.
     pub fn load(request: &Request) -> Settings {
+        Settings::from_raw(Settings::raw(), request.header("host"))
+    }
+
+    /// The settings outside a request (a socket or a job): URLs default as with no `Host`.
+    pub fn current() -> Settings {
+        Settings::from_raw(Settings::raw(), None)
+    }
+
+    fn raw() -> Raw {
         let all = tessera_sdk::config::all();
         let raw: Raw = if all.is_null() {
             Raw::default()
@@ -55,7 +64,7 @@ impl Settings {
                 Raw::default()
             })
         };
-        Settings::from_raw(raw, request.header("host"))
+        raw
     }
 
     fn from_raw(raw: Raw, host: Option<&str>) -> Settings {

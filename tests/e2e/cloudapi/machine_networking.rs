@@ -13,7 +13,7 @@ use super::protocol::presigned_url;
 use super::{Signer, account_with_key, assert_error, site, status_json};
 use crate::harness::Server;
 
-const SETTINGS: &str = r#"
+pub const SETTINGS: &str = r#"
 [plugins.cloudapi.settings.packages.small]
 memory = 512
 disk = 10240
@@ -24,12 +24,12 @@ default = true
 transition_delay_ms = 150
 "#;
 
-fn image_id(api: &Signer) -> String {
+pub fn image_id(api: &Signer) -> String {
     let (_, _, body) = status_json(api.get("/my/images?name=alpine-3.20"));
     body[0]["id"].as_str().expect("image id").to_string()
 }
 
-fn wait_state(api: &Signer, id: &str, state: &str) -> Value {
+pub fn wait_state(api: &Signer, id: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, _, body) = status_json(api.get(&format!("/my/machines/{id}")));
@@ -41,7 +41,7 @@ fn wait_state(api: &Signer, id: &str, state: &str) -> Value {
     }
 }
 
-fn running(api: &Signer, body: Value) -> String {
+pub fn running(api: &Signer, body: Value) -> String {
     let (status, _, machine) = status_json(api.post("/my/machines", &body));
     assert_eq!(status, 201, "{machine}");
     let id = machine["id"].as_str().unwrap().to_string();

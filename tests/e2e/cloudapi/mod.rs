@@ -1,6 +1,7 @@
 //! CloudAPI end to end: the real server on loopback, requests signed in the test with keys
 //! `ssh-keygen` makes (RSA, ECDSA P-256, Ed25519), and the real `triton` CLI.
 
+mod fabric_nics;
 mod identity;
 mod machine_networking;
 mod machines;

@@ -363,6 +363,24 @@ pub struct Network {
     pub owner: Option<String>,
 }
 
+/// What `create_network` needs: a network only `owner`'s VMs attach to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewNetwork {
+    /// Unique site-wide.
+    pub name: String,
+    pub owner: String,
+    pub vlan: Option<u16>,
+    /// IPv4 CIDR without host bits.
+    pub subnet: String,
+    /// The addresses NICs are given, inclusive; `None`: the whole subnet.
+    pub provision_start: Option<String>,
+    pub provision_end: Option<String>,
+    pub gateway: Option<String>,
+    pub resolvers: Vec<String>,
+    /// A JSON object: destination to gateway; empty means `{}`.
+    pub routes: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nic {
     pub mac: String,
@@ -618,6 +636,11 @@ pub trait HypervisorBackend: Send + Sync {
     fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError>;
     fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>, HvError>;
     fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError>;
+    fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError>;
+    fn update_network(&self, id: &str, network: &NewNetwork) -> Result<Network, HvError>;
+    fn delete_network(&self, id: &str) -> Result<(), HvError>;
+    fn reserve_ip(&self, network: &str, ip: Option<&str>, holder: &str) -> Result<String, HvError>;
+    fn unreserve_ip(&self, network: &str, ip: &str) -> Result<(), HvError>;
     fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError>;
     fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError>;
     fn complete(&self, transition: &str) -> Result<Vm, HvError>;
@@ -1003,6 +1026,41 @@ impl Hypervisor {
         self.backend.remove_nic(id, mac, caller)
     }
 
+    /// An owner-scoped network (checked: subnet, range, gateway, routes).
+    pub fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError> {
+        self.backend.create_network(&checked_network(network)?)
+    }
+
+    /// New provision range, resolvers and routes for a network `create_network` made.
+    pub fn update_network(&self, id: &str, network: &NewNetwork) -> Result<Network, HvError> {
+        self.backend.update_network(id, &checked_network(network)?)
+    }
+
+    /// Removes a network `create_network` made; `Conflict` while a NIC is on it.
+    pub fn delete_network(&self, id: &str) -> Result<(), HvError> {
+        self.backend.delete_network(id)
+    }
+
+    /// Holds `ip` (or the lowest free address of the provision range) of a
+    /// network so no new NIC is given it; returns the address.
+    pub fn reserve_ip(
+        &self,
+        network: &str,
+        ip: Option<&str>,
+        holder: &str,
+    ) -> Result<String, HvError> {
+        check_principal("holder", holder)?;
+        if let Some(ip) = ip {
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|_| HvError::Invalid(format!("{ip:?} is not an IP address")))?;
+        }
+        self.backend.reserve_ip(network, ip, holder)
+    }
+
+    pub fn unreserve_ip(&self, network: &str, ip: &str) -> Result<(), HvError> {
+        self.backend.unreserve_ip(network, ip)
+    }
+
     /// The VM's audit trail, newest first.
     pub fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError> {
         self.backend.audit(id)
@@ -1053,6 +1111,84 @@ fn checked_image(image: &NewImage) -> Result<NewImage, HvError> {
         ..image.clone()
     };
     Ok(image)
+}
+
+/// The network with its addresses checked against its subnet and its routes
+/// normalised.
+fn checked_network(network: &NewNetwork) -> Result<NewNetwork, HvError> {
+    use std::net::Ipv4Addr;
+    check_text("network name", &network.name, MAX_NAME_CHARS)?;
+    check_principal("owner", &network.owner)?;
+    if network.vlan.is_some_and(|vlan| vlan > 4095) {
+        return Err(HvError::Invalid("vlan must be between 0 and 4095".into()));
+    }
+    let subnet: ipnet::Ipv4Net = network.subnet.parse().map_err(|_| {
+        HvError::Invalid(format!("subnet {:?} is not an IPv4 CIDR", network.subnet))
+    })?;
+    if subnet.trunc() != subnet {
+        return Err(HvError::Invalid(format!(
+            "subnet {subnet} has host bits set"
+        )));
+    }
+    let inside = |what: &str, text: &str| -> Result<Ipv4Addr, HvError> {
+        let ip: Ipv4Addr = text
+            .parse()
+            .map_err(|_| HvError::Invalid(format!("{what} {text:?} is not an IPv4 address")))?;
+        if !subnet.contains(&ip) {
+            return Err(HvError::Invalid(format!("{what} {ip} is outside {subnet}")));
+        }
+        Ok(ip)
+    };
+    let start = network
+        .provision_start
+        .as_deref()
+        .map(|ip| inside("provision start", ip))
+        .transpose()?;
+    let end = network
+        .provision_end
+        .as_deref()
+        .map(|ip| inside("provision end", ip))
+        .transpose()?;
+    if let (Some(start), Some(end)) = (start, end)
+        && start > end
+    {
+        return Err(HvError::Invalid(
+            "the provision range starts after it ends".into(),
+        ));
+    }
+    if let Some(gateway) = &network.gateway {
+        inside("gateway", gateway)?;
+    }
+    if network.resolvers.len() > MAX_DEVICES {
+        return Err(HvError::Invalid(format!(
+            "a network has at most {MAX_DEVICES} resolvers"
+        )));
+    }
+    for resolver in &network.resolvers {
+        resolver
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| HvError::Invalid(format!("resolver {resolver:?} is not an address")))?;
+    }
+    let routes = json_object("routes", &network.routes)?;
+    let parsed: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&routes).unwrap_or_default();
+    for (destination, via) in &parsed {
+        let ok = destination.parse::<ipnet::IpNet>().is_ok()
+            || destination.parse::<std::net::IpAddr>().is_ok();
+        let via_ok = via
+            .as_str()
+            .is_some_and(|v| v.parse::<std::net::IpAddr>().is_ok());
+        if !ok || !via_ok {
+            return Err(HvError::Invalid(format!(
+                "route {destination:?} is not a destination and a gateway address"
+            )));
+        }
+    }
+    Ok(NewNetwork {
+        subnet: subnet.to_string(),
+        routes,
+        ..network.clone()
+    })
 }
 
 fn checked_spec(spec: &VmSpec) -> Result<VmSpec, HvError> {

@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use super::api::{
     AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, ImageChanges, MAX_DEVICES,
-    Network, NewImage, NewPackage, Nic, Node, Operation, Package, Placement, Rule, SETTLED,
-    STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec,
-    VmState, split_tag,
+    Network, NewImage, NewNetwork, NewPackage, Nic, Node, Operation, Package, Placement, Rule,
+    SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery,
+    VmSpec, VmState, split_tag,
 };
 use super::config::{ImageSeed, NetworkSeed, NodeSeed, SimSettings};
 use crate::db::Database;
@@ -79,6 +79,14 @@ CREATE TABLE IF NOT EXISTS hv_packages (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE,
     cpus INTEGER NOT NULL, ram_mib INTEGER NOT NULL, disk_mib INTEGER NOT NULL,
     swap_mib INTEGER, lwps INTEGER, is_default INTEGER NOT NULL, created INTEGER NOT NULL);
+-- The networks create_network made: their provision range, resolvers and routes.
+CREATE TABLE IF NOT EXISTS hv_network_plans (
+    network TEXT PRIMARY KEY REFERENCES hv_networks (id), provision_start TEXT,
+    provision_end TEXT, resolvers TEXT NOT NULL, routes TEXT NOT NULL);
+-- Addresses no new NIC is given.
+CREATE TABLE IF NOT EXISTS hv_reserved_ips (
+    network TEXT NOT NULL REFERENCES hv_networks (id), ip TEXT NOT NULL,
+    holder TEXT NOT NULL, PRIMARY KEY (network, ip));
 ";
 
 const UPSERT_NODE: &str = "
@@ -787,6 +795,110 @@ impl HypervisorBackend for SimBackend {
             let nic = attach_nic(conn, &vm.id, &network, vm.nics.is_empty())?;
             let parameters = json!({ "mac": nic.mac, "network": nic.network, "ip": nic.ip });
             Ok((nic, parameters))
+        })
+    }
+
+    fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError> {
+        let id = Uuid::new_v4().to_string();
+        self.db.with_write_tx(|tx| {
+            let taken = "SELECT EXISTS (SELECT 1 FROM hv_networks WHERE name = ?1 OR id = ?1)";
+            if tx.query_row(taken, [&network.name], |row| row.get::<_, bool>(0))? {
+                return Err(HvError::Conflict(format!(
+                    "a network named {} exists",
+                    network.name
+                )));
+            }
+            tx.prepare_cached(
+                "INSERT INTO hv_networks (id, name, vlan, subnet, gateway, public, owner) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
+            )?
+            .execute(params![
+                id,
+                network.name,
+                network.vlan,
+                network.subnet,
+                network.gateway,
+                network.owner
+            ])?;
+            write_plan(tx, &id, network)?;
+            network_by_id(tx, &id)
+        })
+    }
+
+    fn update_network(&self, id: &str, network: &NewNetwork) -> Result<Network, HvError> {
+        self.db.with_write_tx(|tx| {
+            let existing = planned_network(tx, id)?;
+            let same = existing.name == network.name
+                && existing.owner.as_deref() == Some(network.owner.as_str())
+                && existing.vlan == network.vlan
+                && existing.subnet == network.subnet
+                && existing.gateway == network.gateway;
+            if !same {
+                return Err(HvError::Invalid(format!(
+                    "only the provision range, resolvers and routes of network {id} change"
+                )));
+            }
+            write_plan(tx, id, network)?;
+            Ok(existing)
+        })
+    }
+
+    fn delete_network(&self, id: &str) -> Result<(), HvError> {
+        self.db.with_write_tx(|tx| {
+            planned_network(tx, id)?;
+            let used = "SELECT EXISTS (SELECT 1 FROM hv_nics WHERE network = ?1)";
+            if tx.query_row(used, [id], |row| row.get::<_, bool>(0))? {
+                return Err(HvError::Conflict(format!("network {id} has NICs on it")));
+            }
+            for sql in [
+                "DELETE FROM hv_reserved_ips WHERE network = ?1",
+                "DELETE FROM hv_network_plans WHERE network = ?1",
+                "DELETE FROM hv_networks WHERE id = ?1",
+            ] {
+                tx.prepare_cached(sql)?.execute([id])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reserve_ip(&self, network: &str, ip: Option<&str>, holder: &str) -> Result<String, HvError> {
+        self.db.with_write_tx(|tx| {
+            let network = network_by_id(tx, network)?;
+            let ip = match ip {
+                Some(ip) => {
+                    let ip: IpAddr = ip
+                        .parse()
+                        .map_err(|_| HvError::Invalid(format!("{ip:?} is not an IP address")))?;
+                    let pool = Pool::of(tx, &network)?;
+                    if !pool.subnet.contains(&ip) || pool.managed(ip) {
+                        return Err(HvError::Invalid(format!(
+                            "{ip} is not a host address of network {}",
+                            network.name
+                        )));
+                    }
+                    ip.to_string()
+                }
+                None => allocate_ip(tx, &network)?,
+            };
+            tx.prepare_cached(
+                "INSERT INTO hv_reserved_ips (network, ip, holder) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (network, ip) DO UPDATE SET holder = excluded.holder",
+            )?
+            .execute(params![network.id, ip, holder])?;
+            Ok(ip)
+        })
+    }
+
+    fn unreserve_ip(&self, network: &str, ip: &str) -> Result<(), HvError> {
+        self.db.with_write_tx(|tx| {
+            let network = network_by_id(tx, network)?;
+            // Stored as allocate_ip writes it: the address's canonical text.
+            let ip = ip
+                .parse::<IpAddr>()
+                .map_err(|_| HvError::Invalid(format!("{ip:?} is not an IP address")))?;
+            tx.prepare_cached("DELETE FROM hv_reserved_ips WHERE network = ?1 AND ip = ?2")?
+                .execute(params![network.id, ip.to_string()])?;
+            Ok(())
         })
     }
 
@@ -1533,23 +1645,116 @@ fn next_mac(conn: &Connection) -> Result<String, HvError> {
     Ok(format!("{MAC_PREFIX}:{a:02x}:{b:02x}:{c:02x}"))
 }
 
-/// The lowest host address of the network that is neither its gateway nor taken.
+/// Where a network's NICs get their addresses: its subnet, narrowed to the
+/// provision range of a network `create_network` made.
+struct Pool {
+    subnet: IpNet,
+    gateway: Option<IpAddr>,
+    start: Option<IpAddr>,
+    end: Option<IpAddr>,
+}
+
+impl Pool {
+    fn of(conn: &Connection, network: &Network) -> Result<Pool, HvError> {
+        let subnet: IpNet = network
+            .subnet
+            .parse()
+            .map_err(|_| HvError::Backend(format!("network {} has a bad subnet", network.id)))?;
+        let sql = "SELECT provision_start, provision_end FROM hv_network_plans WHERE network = ?1";
+        let (start, end) = query_opt(conn, sql, [&network.id], |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, Option<String>>(1)?,
+            ))
+        })?
+        .unwrap_or_default();
+        Ok(Pool {
+            subnet,
+            gateway: network.gateway.as_deref().and_then(|ip| ip.parse().ok()),
+            start: start.and_then(|ip| ip.parse().ok()),
+            end: end.and_then(|ip| ip.parse().ok()),
+        })
+    }
+
+    /// The gateway, and an IPv4 subnet's network and broadcast addresses.
+    fn managed(&self, ip: IpAddr) -> bool {
+        Some(ip) == self.gateway
+            || matches!(self.subnet, IpNet::V4(net) if net.prefix_len() < 31
+                && (ip == IpAddr::V4(net.network()) || ip == IpAddr::V4(net.broadcast())))
+    }
+
+    /// The addresses NICs may be given, lowest first (gateway excluded).
+    fn candidates(&self) -> Box<dyn Iterator<Item = IpAddr> + '_> {
+        let usable = move |ip: &IpAddr| !self.managed(*ip);
+        match self.subnet {
+            IpNet::V4(net) => {
+                let (mut low, mut high) = (u32::from(net.network()), u32::from(net.broadcast()));
+                if let Some(IpAddr::V4(start)) = self.start {
+                    low = low.max(u32::from(start));
+                }
+                if let Some(IpAddr::V4(end)) = self.end {
+                    high = high.min(u32::from(end));
+                }
+                Box::new((low..=high).map(|n| IpAddr::V4(n.into())).filter(usable))
+            }
+            IpNet::V6(_) => Box::new(self.subnet.hosts().filter(usable).filter(|ip| {
+                self.start.is_none_or(|start| *ip >= start) && self.end.is_none_or(|end| *ip <= end)
+            })),
+        }
+    }
+}
+
+/// The lowest host address of the network's provision range that is neither
+/// its gateway, held by a NIC nor reserved.
 fn allocate_ip(conn: &Connection, network: &Network) -> Result<String, HvError> {
-    let subnet: IpNet = network
-        .subnet
-        .parse()
-        .map_err(|_| HvError::Backend(format!("network {} has a bad subnet", network.id)))?;
-    let gateway: Option<IpAddr> = network.gateway.as_deref().and_then(|ip| ip.parse().ok());
-    let sql = "SELECT ip FROM hv_nics WHERE network = ?1 AND ip IS NOT NULL";
+    let pool = Pool::of(conn, network)?;
+    let sql = "SELECT ip FROM hv_nics WHERE network = ?1 AND ip IS NOT NULL \
+               UNION SELECT ip FROM hv_reserved_ips WHERE network = ?1";
     let used: HashSet<IpAddr> = query_all(conn, sql, [&network.id], |row| row.get::<_, String>(0))?
         .iter()
         .filter_map(|ip| ip.parse().ok())
         .collect();
-    subnet
-        .hosts()
-        .find(|ip| Some(*ip) != gateway && !used.contains(ip))
+    pool.candidates()
+        .find(|ip| !used.contains(ip))
         .map(|ip| ip.to_string())
         .ok_or_else(|| HvError::Capacity(format!("network {} has no free address", network.name)))
+}
+
+fn network_by_id(conn: &Connection, id: &str) -> Result<Network, HvError> {
+    let sql = format!("{SELECT_NETWORKS} WHERE id = ?1");
+    query_opt(conn, &sql, [id], network_from)?
+        .ok_or_else(|| HvError::NotFound(format!("network {id}")))
+}
+
+/// A network `create_network` made; `Invalid` for a site network.
+fn planned_network(conn: &Connection, id: &str) -> Result<Network, HvError> {
+    let network = network_by_id(conn, id)?;
+    let sql = "SELECT EXISTS (SELECT 1 FROM hv_network_plans WHERE network = ?1)";
+    if !conn.query_row(sql, [id], |row| row.get::<_, bool>(0))? {
+        return Err(HvError::Invalid(format!(
+            "network {id} is a site network; only networks made by create-network change"
+        )));
+    }
+    Ok(network)
+}
+
+fn write_plan(conn: &Connection, id: &str, network: &NewNetwork) -> Result<(), HvError> {
+    let resolvers = serde_json::to_string(&network.resolvers)
+        .map_err(|error| HvError::Backend(error.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO hv_network_plans (network, provision_start, provision_end, resolvers, routes) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (network) DO UPDATE SET \
+         provision_start = excluded.provision_start, provision_end = excluded.provision_end, \
+         resolvers = excluded.resolvers, routes = excluded.routes",
+    )?
+    .execute(params![
+        id,
+        network.provision_start,
+        network.provision_end,
+        resolvers,
+        network.routes
+    ])?;
+    Ok(())
 }
 
 fn snapshot(conn: &Connection, vm: &str, name: &str) -> Result<Option<Snapshot>, HvError> {
@@ -2881,6 +3086,181 @@ mod tests {
         site.create(&site.spec_with("huge-2", |s| s.ram_mib = 40_000))?;
         let full = site.hv.migrate_vm(&huge.id, None, "alice");
         assert!(matches!(full, Err(HvError::Capacity(_))));
+        Ok(())
+    }
+
+    fn fabric(name: &str, owner: &str) -> NewNetwork {
+        NewNetwork {
+            name: name.into(),
+            owner: owner.into(),
+            vlan: Some(2),
+            subnet: "10.50.1.0/24".into(),
+            provision_start: Some("10.50.1.5".into()),
+            provision_end: Some("10.50.1.8".into()),
+            gateway: Some("10.50.1.1".into()),
+            resolvers: vec!["8.8.8.8".into()],
+            routes: r#"{"10.25.1.0/21":"10.50.1.2"}"#.into(),
+        }
+    }
+
+    #[test]
+    fn an_owner_s_network_gives_its_provision_range_to_that_owner_only() -> TestResult {
+        let site = Site::open()?;
+        let net = site.hv.create_network(&fabric("alice-net", "alice"))?;
+        assert_eq!(
+            (net.owner.as_deref(), net.public, net.vlan),
+            (Some("alice"), false, Some(2))
+        );
+        assert!(site.hv.list_networks()?.contains(&net));
+        let vm = site.create(&site.spec_with("f", |s| s.networks = vec![net.id.clone()]))?;
+        assert_eq!(vm.ips, ["10.50.1.5"]);
+        let nic = site.hv.add_nic(&vm.id, "alice-net", "alice")?;
+        assert_eq!(nic.ip.as_deref(), Some("10.50.1.6"));
+        let bob = site.spec_with("b", |s| {
+            s.owner = "bob".into();
+            s.networks = vec![net.id.clone()];
+        });
+        let refused = site.hv.create_vm(&bob, "bob", "p");
+        assert!(matches!(refused, Err(HvError::NotFound(_))), "{refused:?}");
+        let again = site.hv.create_network(&fabric("alice-net", "bob"));
+        assert!(matches!(again, Err(HvError::Conflict(_))), "{again:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn bad_networks_are_refused_before_anything_is_written() -> TestResult {
+        let site = Site::open()?;
+        let before = site.dump()?;
+        let cases: [fn(&mut NewNetwork); 8] = [
+            |n| n.subnet = "10.50.1.1/24".into(),
+            |n| n.subnet = "nonsense".into(),
+            |n| n.provision_start = Some("10.50.2.5".into()),
+            |n| n.provision_end = Some("10.50.1.4".into()),
+            |n| n.gateway = Some("10.9.9.1".into()),
+            |n| n.resolvers = vec!["dns".into()],
+            |n| n.routes = r#"{"10.1.0.0/16":"nowhere"}"#.into(),
+            |n| n.vlan = Some(5000),
+        ];
+        for change in cases {
+            let mut network = fabric("bad", "alice");
+            change(&mut network);
+            let result = site.hv.create_network(&network);
+            assert!(matches!(result, Err(HvError::Invalid(_))), "{network:?}");
+        }
+        assert_eq!(site.dump()?, before);
+        Ok(())
+    }
+
+    #[test]
+    fn a_network_is_updated_and_deleted_only_when_no_nic_is_on_it() -> TestResult {
+        let site = Site::open()?;
+        let net = site.hv.create_network(&fabric("n", "alice"))?;
+        let mut wider = fabric("n", "alice");
+        wider.provision_start = Some("10.50.1.100".into());
+        let backwards = site.hv.update_network(&net.id, &wider);
+        assert!(
+            matches!(backwards, Err(HvError::Invalid(_))),
+            "{backwards:?}"
+        );
+        wider.provision_end = Some("10.50.1.200".into());
+        site.hv.update_network(&net.id, &wider)?;
+        let mut moved = wider.clone();
+        moved.subnet = "10.60.1.0/24".into();
+        moved.provision_start = None;
+        moved.provision_end = None;
+        moved.gateway = None;
+        let refused = site.hv.update_network(&net.id, &moved);
+        assert!(matches!(refused, Err(HvError::Invalid(_))), "{refused:?}");
+        let vm = site.running("v")?;
+        let nic = site.hv.add_nic(&vm.id, &net.id, "alice")?;
+        assert_eq!(nic.ip.as_deref(), Some("10.50.1.100"));
+        let busy = site.hv.delete_network(&net.id);
+        assert!(matches!(busy, Err(HvError::Conflict(_))), "{busy:?}");
+        site.hv
+            .reserve_ip(&net.id, Some("10.50.1.150"), "volume-1")?;
+        site.hv.remove_nic(&vm.id, &nic.mac, "alice")?;
+        site.hv.delete_network(&net.id)?;
+        assert!(!site.hv.list_networks()?.iter().any(|n| n.id == net.id));
+        let gone = site.hv.reserve_ip(&net.id, None, "x");
+        assert!(matches!(gone, Err(HvError::NotFound(_))), "{gone:?}");
+        let public = site.hv.list_networks()?[0].id.clone();
+        let seeded = site.hv.delete_network(&public);
+        assert!(matches!(seeded, Err(HvError::Invalid(_))), "{seeded:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn reserved_addresses_are_never_given_to_a_nic() -> TestResult {
+        let site = Site::open()?;
+        let net = site.hv.create_network(&fabric("n", "alice"))?;
+        site.hv.reserve_ip(&net.id, Some("10.50.1.5"), "alice")?;
+        site.hv.reserve_ip(&net.id, Some("10.50.1.5"), "again")?;
+        let vm = site.create(&site.spec_with("f", |s| s.networks = vec![net.id.clone()]))?;
+        assert_eq!(vm.ips, ["10.50.1.6"]);
+        // The next free address, for a holder that is not a NIC.
+        assert_eq!(site.hv.reserve_ip(&net.id, None, "volume")?, "10.50.1.7");
+        // An address a NIC holds may be reserved (it stays out once freed).
+        assert_eq!(
+            site.hv.reserve_ip(&net.id, Some("10.50.1.6"), "alice")?,
+            "10.50.1.6"
+        );
+        let nic = site.hv.add_nic(&vm.id, &net.id, "alice")?;
+        assert_eq!(nic.ip.as_deref(), Some("10.50.1.8"));
+        let full = site.hv.reserve_ip(&net.id, None, "volume");
+        assert!(matches!(full, Err(HvError::Capacity(_))), "{full:?}");
+        site.hv.unreserve_ip(&net.id, "10.50.1.5")?;
+        site.hv.unreserve_ip(&net.id, "10.50.1.5")?;
+        assert_eq!(site.hv.reserve_ip(&net.id, None, "volume")?, "10.50.1.5");
+        for bad in ["10.50.1.1", "10.50.1.0", "10.50.1.255", "10.50.2.9", "x"] {
+            let result = site.hv.reserve_ip(&net.id, Some(bad), "alice");
+            assert!(
+                matches!(result, Err(HvError::Invalid(_))),
+                "{bad}: {result:?}"
+            );
+        }
+        // A site network honours reservations too.
+        let public = site.hv.list_networks()?[0].id.clone();
+        site.hv.reserve_ip(&public, Some("10.88.0.2"), "alice")?;
+        assert_eq!(site.running("p")?.ips, ["10.88.0.3"]);
+        Ok(())
+    }
+
+    #[test]
+    fn concurrent_nics_and_reservations_never_share_an_address() -> TestResult {
+        let site = Site::open()?;
+        let mut network = fabric("n", "alice");
+        network.provision_end = Some("10.50.1.250".into());
+        let net = site.hv.create_network(&network)?;
+        let vms = (0..4)
+            .map(|i| site.running(&format!("v{i}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut threads = Vec::new();
+        for vm in &vms {
+            let (hv, vm, net) = (site.hv.clone(), vm.id.clone(), net.id.clone());
+            threads.push(std::thread::spawn(
+                move || -> Result<Vec<String>, HvError> {
+                    (0..6)
+                        .map(|_| Ok(hv.add_nic(&vm, &net, "alice")?.ip.unwrap_or_default()))
+                        .collect()
+                },
+            ));
+        }
+        for holder in 0..2 {
+            let (hv, net) = (site.hv.clone(), net.id.clone());
+            threads.push(std::thread::spawn(
+                move || -> Result<Vec<String>, HvError> {
+                    (0..6)
+                        .map(|_| hv.reserve_ip(&net, None, &format!("h{holder}")))
+                        .collect()
+                },
+            ));
+        }
+        let mut all = Vec::new();
+        for thread in threads {
+            all.extend(thread.join().map_err(|_| "thread panicked")??);
+        }
+        let distinct: HashSet<&String> = all.iter().collect();
+        assert_eq!((all.len(), distinct.len()), (36, 36));
         Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! each transition's completion is queued as a kernel job whose id is returned.
 
 use super::{
-    AuditEntry, Compute, Disk, HvError, Image, ImageChanges, Network, NewImage, Nic, Node, Package,
-    Placement, Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
+    AuditEntry, Compute, Disk, HvError, Image, ImageChanges, Network, NewImage, NewNetwork, Nic,
+    Node, Package, Placement, Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
@@ -246,6 +246,37 @@ impl wit::Host for InstanceState {
         )?;
         Ok((vm.into(), compute.schedule(&transition)?))
     }
+    fn create_network(&mut self, network: wit::NewNetwork) -> WitResult<wit::Network> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .create_network(&network.into())?
+            .into())
+    }
+    fn update_network(&mut self, id: String, network: wit::NewNetwork) -> WitResult<wit::Network> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .update_network(&id, &network.into())?
+            .into())
+    }
+    fn delete_network(&mut self, id: String) -> WitResult<()> {
+        Ok(self.compute()?.hypervisor.delete_network(&id)?)
+    }
+    fn reserve_ip(
+        &mut self,
+        network: String,
+        ip: Option<String>,
+        holder: String,
+    ) -> WitResult<String> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .reserve_ip(&network, ip.as_deref(), &holder)?)
+    }
+    fn unreserve_ip(&mut self, network: String, ip: String) -> WitResult<()> {
+        Ok(self.compute()?.hypervisor.unreserve_ip(&network, &ip)?)
+    }
 }
 
 impl From<HvError> for wit::HvError {
@@ -293,6 +324,9 @@ same_fields!(wit::NewImage => NewImage {
 });
 same_fields!(wit::Placement => Placement {
     only_nodes, avoid_nodes, prefer_nodes, shun_nodes, vm_id
+});
+same_fields!(wit::NewNetwork => NewNetwork {
+    name, owner, vlan, subnet, provision_start, provision_end, gateway, resolvers, routes
 });
 same_fields!(wit::VmSpec => VmSpec {
     name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection

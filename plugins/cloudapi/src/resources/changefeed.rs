@@ -18,8 +18,9 @@ use crate::context::Ctx;
 use crate::errors::ApiResult;
 use crate::ids::is_uuid;
 use crate::protocol::Reply;
+use crate::resources::machines;
 use crate::resources::sockets::{accept, require_upgrade};
-use crate::vms;
+use crate::settings::Settings;
 
 /// The sub-resources a registration may name (VMAPI's change kinds).
 pub const SUB_RESOURCES: [&str; 13] = [
@@ -184,9 +185,10 @@ fn forward(state: &FeedState, event: &Event) -> SocketReply {
         return SocketReply::new();
     }
     let object = match hv::get_vm(&id) {
-        Ok(Some(vm)) => vms::machine_json(&vm),
-        _ => json!({"id": id, "name": text("name"), "state": vm_state}),
-    };
+        Ok(Some(vm)) => machine_object(&vm),
+        _ => None,
+    }
+    .unwrap_or_else(|| json!({"id": id, "name": text("name"), "state": vm_state}));
     let message = json!({
         "changeKind": {"resource": "vm", "subResources": parts},
         "changedResourceId": id,
@@ -195,6 +197,13 @@ fn forward(state: &FeedState, event: &Event) -> SocketReply {
         "resourceObject": object,
     });
     SocketReply::new().text(message.to_string())
+}
+
+/// The machine as GetMachine shows it (credentials left out).
+fn machine_object(vm: &hv::Vm) -> Option<Value> {
+    let lookup = machines::Lookup::new(&Settings::current(), false).ok()?;
+    let (extras, _) = machines::extras(&vm.id).ok()?;
+    Some(machines::machine_json(vm, Some(&extras), &lookup))
 }
 
 #[cfg(test)]

@@ -10,8 +10,10 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tessera_sdk::Params;
+use tessera_sdk::hypervisor as hv;
 use tessera_sdk::storage::{self, Collection, Filter, Versioned};
 
+use crate::compute::hv_error;
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
 use crate::ids::new_uuid;
@@ -295,8 +297,26 @@ pub fn create_network(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let others = networks_of(&ctx.account.id, Some(network.vlan_id))?;
     check_overlap(&network, &others)?;
     ensure_indexes()?;
-    storage::batch(&[NETWORKS.insert_op(&network.id, &network)?])
-        .map_err(|e| name_taken(e, &format!("network name {:?}", network.name)))?;
+    // The primitive's network (what NICs attach to) first; its id is the record's.
+    // Its name only has to be unique site-wide, and stays put when this one's is changed.
+    let made = hv::create_network(&primitive_network(
+        &network,
+        &format!("fabric-{}", network.id),
+    ))
+    .map_err(hv_error)?;
+    network.id = made.id.clone();
+    let written = NETWORKS
+        .insert_op(&network.id, &network)
+        .map_err(ApiError::from)
+        .and_then(|op| {
+            storage::batch(&[op])
+                .map_err(|e| name_taken(e, &format!("network name {:?}", network.name)))
+        });
+    if let Err(e) = written {
+        // No half-made network: the primitive's goes again.
+        let _ = hv::delete_network(&made.id);
+        return Err(e);
+    }
     let location = format!(
         "/{}/fabrics/default/vlans/{}/networks/{}",
         ctx.login(),
@@ -343,8 +363,23 @@ pub fn update_network(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     }
     validate(&mut network)?;
     ensure_indexes()?;
-    storage::batch(&[NETWORKS.put_op(&stored.key, &network, Some(stored.version))?])
-        .map_err(|e| name_taken(e, &format!("network name {:?}", network.name)))?;
+    let twin = twin_of(&network.id)?;
+    if let Some(twin) = &twin {
+        hv::update_network(&twin.id, &primitive_network(&network, &twin.name)).map_err(hv_error)?;
+    }
+    let written = NETWORKS
+        .put_op(&stored.key, &network, Some(stored.version))
+        .map_err(ApiError::from)
+        .and_then(|op| {
+            storage::batch(&[op])
+                .map_err(|e| name_taken(e, &format!("network name {:?}", network.name)))
+        });
+    if let Err(e) = written {
+        if let Some(twin) = &twin {
+            let _ = hv::update_network(&twin.id, &primitive_network(&stored.value, &twin.name));
+        }
+        return Err(e);
+    }
     Ok(Reply {
         status: 202,
         ..Reply::ok(network.to_json())
@@ -364,12 +399,56 @@ pub fn delete_network(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     if crate::resources::volumes::on_network(&ctx.account.id, id)? {
         return Err(ApiError::in_use(format!("network {id} has volumes on it")));
     }
+    let ips = crate::resources::networks::records_of(id)?;
     let mut writes = vec![NETWORKS.delete_op(&stored.key, Some(stored.version))];
-    for ip in crate::resources::networks::records_of(id)? {
+    for ip in &ips {
         writes.push(crate::resources::networks::IPS.delete_op(&ip.key, Some(ip.version)));
     }
     storage::batch(&writes)?;
-    Ok(Reply::no_content())
+    // The record goes first so no new machine finds the network by it; if the
+    // primitive still has a NIC on it (a machine created meanwhile), it comes back.
+    match hv::delete_network(id) {
+        Ok(()) | Err(hv::HvError::NotFound(_)) => Ok(Reply::no_content()),
+        Err(e) => {
+            let mut restore = vec![NETWORKS.insert_op(&stored.key, &stored.value)?];
+            for ip in &ips {
+                restore.push(crate::resources::networks::IPS.insert_op(&ip.key, &ip.value)?);
+            }
+            if let Err(lost) = storage::batch(&restore) {
+                tessera_sdk::error!("network {id} could not be restored: {:?}", lost.error);
+            }
+            Err(match e {
+                hv::HvError::Conflict(_) => {
+                    ApiError::in_use(format!("network {id} has machines on it"))
+                }
+                other => hv_error(other),
+            })
+        }
+    }
+}
+
+/// The primitive's network behind a fabric network, if it has one (networks made
+/// before fabric networks lived in the primitive have none).
+fn twin_of(id: &str) -> ApiResult<Option<hv::Network>> {
+    Ok(hv::list_networks()
+        .map_err(hv_error)?
+        .into_iter()
+        .find(|n| n.id == id))
+}
+
+/// The fabric network as the primitive keeps it (`name` is the primitive's own).
+fn primitive_network(network: &FabricNetwork, name: &str) -> hv::NewNetwork {
+    hv::NewNetwork {
+        name: name.to_string(),
+        owner: network.account.clone(),
+        vlan: Some(network.vlan_id),
+        subnet: network.subnet.clone(),
+        provision_start: Some(network.provision_start_ip.clone()),
+        provision_end: Some(network.provision_end_ip.clone()),
+        gateway: network.gateway.clone(),
+        resolvers: network.resolvers.clone(),
+        routes: Value::Object(network.routes.clone()).to_string(),
+    }
 }
 
 fn resolvers(ctx: &Ctx<'_>) -> ApiResult<Option<Vec<String>>> {

@@ -17,6 +17,7 @@ use crate::errors::{ApiError, ApiResult};
 use crate::fwrule::{self, Rule};
 use crate::ids::new_uuid;
 use crate::protocol::Reply;
+use crate::resources::machines;
 use crate::vms;
 
 pub const FWRULES: Collection = Collection::new("fwrules");
@@ -183,10 +184,16 @@ pub fn delete(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
 /// The machines the rule applies to, as ListMachines shows them.
 pub fn machines(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let rule = existing(ctx, p.get("id").unwrap_or_default())?.value;
-    let out: Vec<Value> = vms::of_account(&ctx.account.id, ctx.login())?
-        .iter()
+    let affected: Vec<_> = vms::of_account(&ctx.account.id, ctx.login())?
+        .into_iter()
         .filter(|vm| rule.parsed.affects(&vm.id, &vms::json_object(&vm.tags)))
-        .map(vms::machine_json)
+        .collect();
+    let ids: Vec<String> = affected.iter().map(|vm| vm.id.clone()).collect();
+    let extras = machines::extras_of(&ids)?;
+    let lookup = machines::Lookup::load(ctx)?;
+    let out: Vec<Value> = affected
+        .iter()
+        .map(|vm| machines::machine_json(vm, extras.get(&vm.id), &lookup))
         .collect();
     let count = out.len();
     Ok(Reply::ok(Value::Array(out))

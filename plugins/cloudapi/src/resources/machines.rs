@@ -75,7 +75,7 @@ fn ensure_indexes() -> ApiResult<()> {
 }
 
 /// The extras of many machines in one query.
-fn extras_of(ids: &[String]) -> ApiResult<HashMap<String, Extras>> {
+pub fn extras_of(ids: &[String]) -> ApiResult<HashMap<String, Extras>> {
     let mut found = HashMap::new();
     for chunk in ids.chunks(500) {
         let values = chunk.iter().map(|id| json!(id)).collect();
@@ -121,6 +121,14 @@ pub struct Lookup {
 
 impl Lookup {
     pub fn load(ctx: &Ctx<'_>) -> ApiResult<Lookup> {
+        Lookup::new(
+            &ctx.settings,
+            ctx.inputs.boolean("credentials")?.unwrap_or(false),
+        )
+    }
+
+    /// Outside a request (the changefeed): `credentials` says whether to show them.
+    pub fn new(settings: &crate::settings::Settings, credentials: bool) -> ApiResult<Lookup> {
         let images = hv::list_images()
             .map_err(hv_error)?
             .into_iter()
@@ -133,9 +141,9 @@ impl Lookup {
             .collect();
         Ok(Lookup {
             images,
-            packages: packages::all(&ctx.settings),
+            packages: packages::all(settings),
             networks,
-            credentials: ctx.inputs.boolean("credentials")?.unwrap_or(false),
+            credentials,
         })
     }
 }

@@ -9,7 +9,7 @@
 //! and is retried on the fresh document).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -18,12 +18,13 @@ use tessera_sdk::Params;
 use tessera_sdk::hypervisor as hv;
 use tessera_sdk::storage::{self, Collection, Filter, StorageError, Versioned};
 
+use crate::compute::hv_error;
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
 use crate::protocol::Reply;
 use crate::protocol::inputs::paging;
 use crate::resources::fabrics::{self, FabricNetwork};
-use crate::vms::{self, hv_error};
+use crate::vms;
 
 /// Reservations, keyed `NETWORK/IP`.
 pub const IPS: Collection = Collection::new("network_ips");
@@ -63,10 +64,6 @@ impl Network {
 
     pub fn public(&self) -> bool {
         matches!(self, Network::Site(n) if n.public)
-    }
-
-    pub fn is_fabric(&self) -> bool {
-        matches!(self, Network::Fabric(_))
     }
 
     fn subnet(&self) -> Option<IpNet> {
@@ -110,9 +107,12 @@ impl Network {
 /// Every network the account may use: the site's public and own networks, then its fabric.
 pub fn visible(ctx: &Ctx<'_>) -> ApiResult<Vec<Network>> {
     let account = &ctx.account;
+    let fabric = fabrics::networks_of(&account.id, None)?;
     let mut out: Vec<Network> = hv::list_networks()
         .map_err(hv_error)?
         .into_iter()
+        // A fabric network is the primitive's network of the same id, shown from its record.
+        .filter(|n| !fabric.iter().any(|f| f.value.id == n.id))
         .filter(|n| {
             n.public
                 || n.owner.is_none()
@@ -121,11 +121,7 @@ pub fn visible(ctx: &Ctx<'_>) -> ApiResult<Vec<Network>> {
         })
         .map(Network::Site)
         .collect();
-    out.extend(
-        fabrics::networks_of(&account.id, None)?
-            .into_iter()
-            .map(|n| Network::Fabric(n.value)),
-    );
+    out.extend(fabric.into_iter().map(|n| Network::Fabric(n.value)));
     Ok(out)
 }
 
@@ -330,13 +326,48 @@ pub fn update_ip(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             "IP {ip} is in use by another account"
         )));
     }
+    if !reserved
+        && let Some(holder) = records_of(network.id())?
+            .into_iter()
+            .find(|r| r.value.ip == ip.to_string())
+            .and_then(|r| r.value.holder)
+    {
+        return Err(ApiError::in_use(format!(
+            "IP {ip} is held by volume {holder}; delete the volume to free it"
+        )));
+    }
     set_reserved(&network, ip, reserved, &ctx.account.id)?;
     state.reserved = reserved;
     Ok(Reply::ok(ip_json(&ip, &state, &ctx.account.id)))
 }
 
-/// Writes the reservation with optimistic versions; a concurrent writer makes it retry.
+/// Holds or frees the address in the primitive (so its NIC allocator skips it), then
+/// records who set it; if the record cannot be written the primitive is put back.
 fn set_reserved(network: &Network, ip: IpAddr, reserved: bool, account: &str) -> ApiResult<()> {
+    let text = ip.to_string();
+    let apply = |on: bool| -> ApiResult<()> {
+        let done = if on {
+            hv::reserve_ip(network.id(), Some(&text), account).map(|_| ())
+        } else {
+            hv::unreserve_ip(network.id(), &text)
+        };
+        done.map_err(hv_error)
+    };
+    apply(reserved)?;
+    if let Err(e) = write_reservation(network, ip, reserved, account) {
+        let _ = apply(!reserved);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes the reservation with optimistic versions; a concurrent writer makes it retry.
+fn write_reservation(
+    network: &Network,
+    ip: IpAddr,
+    reserved: bool,
+    account: &str,
+) -> ApiResult<()> {
     let key = format!("{}/{ip}", network.id());
     let record = IpRecord {
         network: network.id().to_string(),
@@ -369,54 +400,47 @@ fn set_reserved(network: &Network, ip: IpAddr, reserved: bool, account: &str) ->
     )))
 }
 
-/// The first free address of a fabric network's provision range (not held, reserved
-/// or managed), for callers that place something on it.
-pub fn first_free(
-    account_id: &str,
-    login: &str,
+/// Takes the lowest free address of a fabric network's provision range for `holder`
+/// (a volume): the primitive picks and reserves it in one transaction, so no NIC or
+/// other holder gets it; `None` when the range is full.
+pub fn claim_next(
     network: &FabricNetwork,
-) -> ApiResult<Option<Ipv4Addr>> {
-    let as_network = Network::Fabric(network.clone());
-    let taken = addresses_of(account_id, login, &as_network)?;
-    let (Ok(start), Ok(end)) = (
-        network.provision_start_ip.parse::<Ipv4Addr>(),
-        network.provision_end_ip.parse::<Ipv4Addr>(),
-    ) else {
-        return Ok(None);
-    };
-    Ok((u32::from(start)..=u32::from(end))
-        .map(Ipv4Addr::from)
-        .find(|ip| !taken.contains_key(&IpAddr::V4(*ip))))
-}
-
-/// Takes `ip` of the fabric network for `holder` as a reservation; `false` if another
-/// request holds it already.
-pub fn claim(
-    network: &FabricNetwork,
-    ip: Ipv4Addr,
     account: &str,
     holder: &str,
-) -> ApiResult<bool> {
+) -> ApiResult<Option<String>> {
+    let ip = match hv::reserve_ip(&network.id, None, holder) {
+        Ok(ip) => ip,
+        Err(hv::HvError::Capacity(_)) => return Ok(None),
+        Err(e) => return Err(hv_error(e)),
+    };
     let key = format!("{}/{ip}", network.id);
     let record = IpRecord {
         network: network.id.clone(),
-        ip: ip.to_string(),
+        ip: ip.clone(),
         reserved: true,
         account: account.to_string(),
         holder: Some(holder.to_string()),
     };
-    match storage::batch(&[IPS.insert_op(&key, &record)?]) {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.error, StorageError::AlreadyExists) => Ok(false),
-        Err(e) => Err(e.into()),
+    let written = IPS
+        .put_op(&key, &record, None)
+        .map_err(ApiError::from)
+        .and_then(|op| storage::batch(&[op]).map_err(ApiError::from));
+    if let Err(e) = written {
+        // No half-written claim: the primitive lets go of it again.
+        let _ = hv::unreserve_ip(&network.id, &ip);
+        return Err(e);
     }
+    Ok(Some(ip))
 }
 
-/// Gives back what `claim` took.
+/// Gives back what `claim_next` took.
 pub fn release(network: &str, ip: &str) -> ApiResult<()> {
     let key = format!("{network}/{ip}");
     if let Some(existing) = IPS.get::<IpRecord>(&key)? {
         storage::batch(&[IPS.delete_op(&key, Some(existing.version))])?;
     }
-    Ok(())
+    match hv::unreserve_ip(network, ip) {
+        Ok(()) | Err(hv::HvError::NotFound(_)) => Ok(()),
+        Err(e) => Err(hv_error(e)),
+    }
 }

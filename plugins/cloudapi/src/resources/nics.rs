@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 use tessera_sdk::Params;
 use tessera_sdk::hypervisor::{self as hv, Nic};
 
+use crate::compute::hv_error;
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
 use crate::protocol::Reply;
 use crate::resources::networks::{self, Network};
-use crate::vms::{self, hv_error};
+use crate::vms;
 
 /// The MAC's hex digits, lower case: what two spellings of one MAC share.
 fn mac_digits(mac: &str) -> String {
@@ -92,13 +93,7 @@ pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     };
     let network = networks::find(ctx, &asked)
         .map_err(|_| ApiError::invalid_argument(format!("network {asked} does not exist")))?;
-    if network.is_fabric() {
-        return Err(ApiError::invalid_argument(format!(
-            "network {} is a fabric network; the hypervisor only attaches NICs to its own networks",
-            network.id()
-        )));
-    }
-    let nic = hv::add_nic(&vm.id, network.id(), &vms::caller(ctx)).map_err(hv_error)?;
+    let nic = hv::add_nic(&vm.id, network.id(), &crate::compute::caller(ctx)).map_err(hv_error)?;
     let location = format!(
         "/{}/machines/{}/nics/{}",
         ctx.login(),
@@ -124,7 +119,7 @@ fn object_network(object: &serde_json::Map<String, Value>) -> ApiResult<String> 
 pub fn remove(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
     let nic = find(&vm.nics, p.get("mac").unwrap_or_default())?;
-    hv::remove_nic(&vm.id, &nic.mac, &vms::caller(ctx)).map_err(hv_error)?;
+    hv::remove_nic(&vm.id, &nic.mac, &crate::compute::caller(ctx)).map_err(hv_error)?;
     Ok(Reply::no_content())
 }
 

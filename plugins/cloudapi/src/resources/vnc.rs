@@ -58,7 +58,7 @@ pub fn open(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             format!(
                 "machine {} is {}; VNC needs it running",
                 vm.id,
-                vms::state_name(vm.state)
+                crate::compute::api_state(vm.state)
             ),
         ));
     }

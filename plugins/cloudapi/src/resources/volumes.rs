@@ -595,15 +595,10 @@ fn take_address(volume: &Volume) -> ApiResult<Option<(String, String)>> {
     let Some(network) = fabrics::network(&volume.account, network_id)? else {
         return Ok(None);
     };
-    for _ in 0..64 {
-        let Some(ip) = networks::first_free(&volume.account, &volume.login, &network.value)? else {
-            return Ok(None);
-        };
-        if networks::claim(&network.value, ip, &volume.account, &volume.id)? {
-            return Ok(Some((network.value.id.clone(), ip.to_string())));
-        }
-    }
-    Ok(None)
+    Ok(
+        networks::claim_next(&network.value, &volume.account, &volume.id)?
+            .map(|ip| (network.value.id.clone(), ip)),
+    )
 }
 
 /// `deleting` → gone, its address given back.

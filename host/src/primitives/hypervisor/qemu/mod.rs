@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::api::{
     AuditEntry, Disk, HvError, HypervisorBackend, Image, ImageChanges, Network, NewImage,
-    NewPackage, Nic, Node, Operation, Package, Placement, Size, Snapshot, Transition, Vm, VmAction,
-    VmFilter, VmPage, VmQuery, VmSpec, VmState,
+    NewNetwork, NewPackage, Nic, Node, Operation, Package, Placement, Size, Snapshot, Transition,
+    Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use super::config::QemuSettings;
 use super::sim::SimBackend;
@@ -484,6 +484,27 @@ impl HypervisorBackend for QemuBackend {
 
     fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError> {
         self.inventory.remove_nic(id, mac, caller)
+    }
+
+    // Networks are inventory only: a VM's NICs are user-mode networking.
+    fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError> {
+        self.inventory.create_network(network)
+    }
+
+    fn update_network(&self, id: &str, network: &NewNetwork) -> Result<Network, HvError> {
+        self.inventory.update_network(id, network)
+    }
+
+    fn delete_network(&self, id: &str) -> Result<(), HvError> {
+        self.inventory.delete_network(id)
+    }
+
+    fn reserve_ip(&self, network: &str, ip: Option<&str>, holder: &str) -> Result<String, HvError> {
+        self.inventory.reserve_ip(network, ip, holder)
+    }
+
+    fn unreserve_ip(&self, network: &str, ip: &str) -> Result<(), HvError> {
+        self.inventory.unreserve_ip(network, ip)
     }
 
     fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError> {

@@ -140,6 +140,7 @@ impl Launch<'_> {
         cmd.arg("-serial")
             .arg(format!("file:{}", files.serial_log().display()));
         cmd.arg("-daemonize").arg("-pidfile").arg(files.pid_file());
+        close_inherited_on_exec();
         // With -daemonize the parent exits once the machine is set up, so
         // errors in the command line come back here.
         let out = cmd
@@ -156,6 +157,35 @@ impl Launch<'_> {
                 Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(POLL),
                 Ok(status) => return Err(format!("the VM is {status} after its start")),
                 Err(e) => return Err(format!("the VM did not come up: {e}")),
+            }
+        }
+    }
+}
+
+/// Marks every descriptor this process inherited without close-on-exec (a
+/// build lock `flock` holds for the test run, a parent's pipe) close-on-exec,
+/// so a daemonized VM, which outlives us, does not keep them open.
+fn close_inherited_on_exec() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if fd <= 2 {
+            continue;
+        }
+        // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's
+        // close-on-exec flag; one closed meanwhile just fails.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
         }
     }
