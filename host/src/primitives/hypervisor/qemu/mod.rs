@@ -604,6 +604,21 @@ mod tests {
         hv.import_image_file(&image, &raw).unwrap()
     }
 
+    /// One CPU, 64 MiB of RAM and an 8 MiB boot disk on `image`, for alice.
+    fn small_vm(name: &str, image: &str) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            owner: "alice".into(),
+            image: image.into(),
+            cpus: 1,
+            ram_mib: 64,
+            disk_mib: 8,
+            tags: "{}".into(),
+            metadata: "{}".into(),
+            ..VmSpec::default()
+        }
+    }
+
     fn finish(hv: &Hypervisor, transition: &Transition) -> Vm {
         hv.complete(&transition.id).unwrap()
     }
@@ -620,17 +635,7 @@ mod tests {
         let base = dir.path().join(format!("qemu/images/{}.qcow2", image.id));
         assert!(base.exists());
 
-        let spec = VmSpec {
-            name: "box".into(),
-            owner: "alice".into(),
-            image: image.id.clone(),
-            cpus: 1,
-            ram_mib: 64,
-            disk_mib: 8,
-            tags: "{}".into(),
-            metadata: "{}".into(),
-            ..VmSpec::default()
-        };
+        let spec = small_vm("box", &image.id);
         let (vm, create) = hv.create_vm(&spec, "alice", "test").unwrap();
         assert_eq!(finish(&hv, &create).state, VmState::Running);
         let files = VmFiles::new(&dir.path().join("qemu/vms"), &vm.id);
@@ -675,17 +680,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Some(hv) = site(dir.path()) else { return };
         let image = import_blank(&hv, dir.path());
-        let spec = VmSpec {
-            name: "source".into(),
-            owner: "alice".into(),
-            image: image.id.clone(),
-            cpus: 1,
-            ram_mib: 64,
-            disk_mib: 8,
-            tags: "{}".into(),
-            metadata: "{}".into(),
-            ..VmSpec::default()
-        };
+        let spec = small_vm("source", &image.id);
         let (vm, create) = hv.create_vm(&spec, "alice", "test").unwrap();
         assert_eq!(finish(&hv, &create).state, VmState::Running);
         let files = VmFiles::new(&dir.path().join("qemu/vms"), &vm.id);
@@ -772,17 +767,7 @@ mod tests {
         let backend = QemuBackend::open(db, &settings, dir.path()).unwrap();
         let hv = Hypervisor::with_backend(std::sync::Arc::new(backend));
         let image = import_blank(&hv, dir.path());
-        let spec = VmSpec {
-            name: "nope".into(),
-            owner: "alice".into(),
-            image: image.id,
-            cpus: 1,
-            ram_mib: 64,
-            disk_mib: 8,
-            tags: "{}".into(),
-            metadata: "{}".into(),
-            ..VmSpec::default()
-        };
+        let spec = small_vm("nope", &image.id);
         let (_, create) = hv.create_vm(&spec, "alice", "test").unwrap();
         let error = hv.complete(&create.id).unwrap_err();
         assert!(
