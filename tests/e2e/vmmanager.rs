@@ -24,6 +24,20 @@ struct Site {
 }
 
 fn site() -> Site {
+    site_with("")
+}
+
+/// The hello example too, at `/hello`: another family making VMs (as owner
+/// `hello`, an account here) through the same hypervisor.
+const HELLO_MOUNT: &str = r#"
+[plugins.hello]
+source = "hello"
+mounts = ["/hello"]
+grants = ["storage", "auth", "jobs", "hypervisor"]
+"#;
+const HELLO_EMAIL: &str = "hello@example.com";
+
+fn site_with(extra: &str) -> Site {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = dir.path().join("clock-offset-ms");
     let toml = format!(
@@ -39,11 +53,15 @@ transition_delay_ms = 0
 source = "vmmanager"
 mounts = ["/vm/v3", "/auth/v4", "/api/auth/v4"]
 grants = ["storage", "auth", "auth-admin", "jobs", "hypervisor"]
-"#,
+{extra}"#,
         clock = clock.display().to_string()
     );
     let server = Server::start_in(dir.path(), Some(&toml));
-    for (login, email, admin) in [("admin", ADMIN_EMAIL, true), ("user", USER_EMAIL, false)] {
+    let mut accounts = vec![("admin", ADMIN_EMAIL, true), ("user", USER_EMAIL, false)];
+    if extra.contains("[plugins.hello]") {
+        accounts.push(("hello", HELLO_EMAIL, false));
+    }
+    for (login, email, admin) in accounts {
         let mut args = vec!["user", "add", login, "--email", email, "--password-stdin"];
         if admin {
             args.push("--admin");
@@ -172,6 +190,61 @@ impl Site {
             }
             assert!(Instant::now() < deadline, "task {consul_id} never finished");
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Moves the node named `name` into cluster `cluster`; returns its id.
+    fn move_node(&self, name: &str, cluster: u64, admin: &str) -> u64 {
+        let nodes = self.list(&format!("/vm/v3/node?where=name+EQ+'{name}'"), admin);
+        let id = nodes[0]["id"].as_u64().expect("node id");
+        let (status, body) = self.post(
+            &format!("/vm/v3/node/{id}"),
+            admin,
+            json!({ "cluster": cluster }),
+        );
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    /// A VM made by the hello example (owner `hello`), running.
+    fn hello_vm(&self, name: &str) -> String {
+        let (status, created) = answer(
+            client()
+                .post(self.server.url("/hello/vms"))
+                .json(&json!({ "name": name, "image": "alpine-3.20" }))
+                .send()
+                .expect("hello create"),
+        );
+        assert_eq!(status, 202, "{created}");
+        let id = created["id"].as_str().expect("vm id").to_owned();
+        self.hello_wait(&id, "running");
+        id
+    }
+
+    fn hello_act(&self, id: &str, action: &str) {
+        let (status, body) = answer(
+            client()
+                .post(self.server.url(&format!("/hello/vms/{id}/{action}")))
+                .send()
+                .expect("hello act"),
+        );
+        assert_eq!(status, 202, "{action}: {body}");
+    }
+
+    fn hello_wait(&self, id: &str, state: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, vm) = answer(
+                client()
+                    .get(self.server.url(&format!("/hello/vms/{id}")))
+                    .send()
+                    .expect("hello get"),
+            );
+            if vm["state"] == state {
+                return;
+            }
+            assert!(Instant::now() < deadline, "vm {id} never {state}: {vm}");
+            std::thread::sleep(Duration::from_millis(25));
         }
     }
 
@@ -430,6 +503,8 @@ fn fleet() -> (Site, String) {
     let (status, cluster) = site.post("/vm/v3/cluster", &admin, json!({"name": "zeta"}));
     assert_eq!(status, 200, "{cluster}");
     let zeta = cluster["id"].as_u64().unwrap();
+    // Hosts go on their cluster's nodes: zeta gets the second node.
+    site.move_node("sim-node-2", zeta, &admin);
     let hosts = [
         ("alpha", 1, 512, 1, ""),
         ("beta", 2, 1024, 1, "it's 50% done"),
@@ -857,4 +932,405 @@ fn unknown_functions_and_methods_answer_in_the_envelope() {
     assert_eq!((status, error_code(&body)), (404, 2004));
     let (status, body) = site.delete("/vm/v3/cluster", &admin);
     assert_eq!((status, error_code(&body)), (405, 2007));
+}
+
+// ---------------------------------------------------------------- the hypervisor's other VMs
+
+#[test]
+fn vms_made_by_other_families_appear_change_state_and_disappear_in_host_lists() {
+    let site = site_with(HELLO_MOUNT);
+    let admin = site.login(ADMIN_EMAIL);
+    let user = site.login(USER_EMAIL);
+    let owner = site.login(HELLO_EMAIL);
+    // Lists are read once before, so the projection has a cursor to move on from.
+    assert!(site.list("/vm/v3/host", &admin).is_empty());
+    let vm = site.hello_vm("outside-1");
+    let listed = site.list("/vm/v3/host?where=name+EQ+'outside-1'", &admin);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let host = &listed[0];
+    assert_eq!(host["state"], "active");
+    assert_eq!(host["uuid"], vm.as_str());
+    assert_eq!(host["account"]["email"], HELLO_EMAIL, "{host}");
+    assert_eq!(host["cluster"]["id"], 1);
+    assert!(host["node"]["id"].as_u64().is_some(), "{host}");
+    assert_eq!(host["os"]["name"], "alpine-3.20", "{host}");
+    assert_eq!(host["ip4"].as_array().map(Vec::len), Some(1));
+    let id = host["id"].as_u64().unwrap();
+    // The owner's account sees it; another user does not.
+    assert_eq!(site.names("/vm/v3/host", &owner), ["outside-1"]);
+    assert!(site.list("/vm/v3/host", &user).is_empty());
+    assert_eq!(site.get(&format!("/vm/v3/host/{id}"), &user).0, 404);
+    // Its disk is listed with it.
+    let disks = site.list(&format!("/vm/v3/disk?where=host.id+EQ+{id}"), &owner);
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    // A state change made elsewhere shows in the next list.
+    site.hello_act(&vm, "stop");
+    site.hello_wait(&vm, "stopped");
+    let listed = site.list("/vm/v3/host?where=state+EQ+'stopped'", &admin);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let (status, item) = site.get(&format!("/vm/v3/host/{id}"), &owner);
+    assert_eq!((status, &item["state"]), (200, &json!("stopped")));
+    // The owner can drive it from here too.
+    let (status, body) = site.post(&format!("/vm/v3/host/{id}/start"), &owner, json!({}));
+    assert_eq!(status, 200, "{body}");
+    let task = site.wait_task(body["task"].as_u64().unwrap(), &owner);
+    assert_eq!(task["status"], "complete", "{task}");
+    // Deleted elsewhere: gone from lists, get and disks.
+    site.hello_act(&vm, "delete");
+    site.hello_wait(&vm, "deleted");
+    assert!(site.list("/vm/v3/host", &admin).is_empty());
+    assert_eq!(site.get(&format!("/vm/v3/host/{id}"), &admin).0, 404);
+    assert!(site.list("/vm/v3/disk", &admin).is_empty());
+    // A VM whose owner is no account here: admins see it, nobody else does.
+    let (status, made) = site.post("/vm/v3/host", &admin, host_spec("mine", 1, 512, 1));
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(site.list("/vm/v3/host", &admin).len(), 1);
+    assert!(site.list("/vm/v3/host", &owner).is_empty());
+}
+
+#[test]
+fn hosts_are_placed_on_nodes_of_their_cluster_or_refused_for_room() {
+    let site = site();
+    let admin = site.login(ADMIN_EMAIL);
+    let (_, edge) = site.post("/vm/v3/cluster", &admin, json!({"name": "edge"}));
+    let edge = edge["id"].as_u64().unwrap();
+    let (_, empty) = site.post("/vm/v3/cluster", &admin, json!({"name": "empty"}));
+    let empty = empty["id"].as_u64().unwrap();
+    let edge_node = site.move_node("sim-node-2", edge, &admin);
+    for name in ["e1", "e2", "e3"] {
+        let id = site.create_host(&admin, host_spec(name, 4, 1024, edge));
+        let (_, host) = site.get(&format!("/vm/v3/host/{id}"), &admin);
+        assert_eq!(host["name"], name);
+    }
+    let on_edge = site.list(&format!("/vm/v3/host?where=node.id+EQ+{edge_node}"), &admin);
+    assert_eq!(on_edge.len(), 3);
+    assert!(
+        on_edge.iter().all(|h| h["cluster"]["id"] == edge),
+        "{on_edge:?}"
+    );
+    // sim-node-2 has 4 of 16 CPUs left; sim-node-1 has all 16, but is not in edge.
+    let (status, body) = site.post("/vm/v3/host", &admin, host_spec("e4", 8, 1024, edge));
+    assert_eq!((status, error_code(&body)), (409, 2006), "{body}");
+    let id = site.create_host(&admin, host_spec("d1", 8, 1024, 1));
+    let (_, host) = site.get(&format!("/vm/v3/host/{id}"), &admin);
+    assert_eq!(host["name"], "d1");
+    let listed = site.list("/vm/v3/host?where=name+EQ+'d1'", &admin);
+    assert_ne!(listed[0]["node"]["id"], edge_node, "{listed:?}");
+    // A cluster without nodes takes no host.
+    let (status, body) = site.post("/vm/v3/host", &admin, host_spec("x", 1, 512, empty));
+    assert_eq!((status, error_code(&body)), (409, 2006), "{body}");
+    assert_eq!(site.list("/vm/v3/host", &admin).len(), 4);
+}
+
+#[test]
+fn the_guest_password_reaches_the_hypervisor_only_sealed_and_no_answer_carries_it() {
+    let site = site();
+    let admin = site.login(ADMIN_EMAIL);
+    let secret = "Guest-Root-Pw-7a3c19";
+    let mut spec = host_spec("sealed", 1, 512, 1);
+    spec["password"] = json!(secret);
+    let (status, created) = site.post("/vm/v3/host", &admin, spec);
+    assert_eq!(status, 200, "{created}");
+    let id = created["id"].as_u64().unwrap();
+    let task = site.wait_task(created["task"].as_u64().unwrap(), &admin);
+    let mut answers = vec![created.to_string(), task.to_string()];
+    for path in [
+        "/vm/v3/host".to_owned(),
+        format!("/vm/v3/host/{id}"),
+        format!("/vm/v3/host/{id}/history"),
+        "/vm/v3/task".to_owned(),
+        "/vm/v3/disk".to_owned(),
+    ] {
+        let (status, body) = site.get(&path, &admin);
+        assert_eq!(status, 200, "{path}: {body}");
+        answers.push(body.to_string());
+    }
+    for text in &answers {
+        assert!(
+            !text.contains(secret),
+            "an answer carries the password: {text}"
+        );
+        assert!(
+            !text.contains("root_password"),
+            "an answer carries the sealed password: {text}"
+        );
+    }
+    assert!(
+        !site.server.log().contains(secret),
+        "the log carries the password"
+    );
+    // The hypervisor has it sealed in the VM's metadata under `guest`.
+    let db = rusqlite::Connection::open(site.server.data_dir().join("tessera.db")).expect("db");
+    let metadata: String = db
+        .query_row(
+            "SELECT metadata FROM hv_vms WHERE name = 'sealed'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("the vm");
+    assert!(!metadata.contains(secret), "{metadata}");
+    let metadata: Value = serde_json::from_str(&metadata).expect("json");
+    let sealed = metadata["guest"]["root_password_sealed"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(sealed.len() > secret.len(), "{metadata}");
+    assert_eq!(metadata["guest"]["sealed_by"], "vmmanager");
+    // A password that is no text is refused without being echoed.
+    let mut spec = host_spec("bad-pw", 1, 512, 1);
+    spec["password"] = json!(987_654_321);
+    let (status, body) = site.post("/vm/v3/host", &admin, spec);
+    assert_eq!((status, error_code(&body)), (400, 2003), "{body}");
+    assert!(!body.to_string().contains("987654321"), "{body}");
+}
+
+// ---------------------------------------------------------------- migrate, history, logout
+
+#[test]
+fn an_admin_migrates_a_host_to_another_node_of_its_cluster_as_a_task() {
+    let site = site_with(HELLO_MOUNT);
+    let admin = site.login(ADMIN_EMAIL);
+    let user = site.login(USER_EMAIL);
+    let id = site.create_host(&user, host_spec("mover", 2, 1024, 1));
+    let node_of = |site: &Site| {
+        site.list(&format!("/vm/v3/host?where=id+EQ+{id}"), &admin)[0]["node"]["id"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = node_of(&site);
+    let other = site
+        .list("/vm/v3/node", &admin)
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .find(|n| *n != before)
+        .unwrap();
+    let (status, body) = site.post(
+        &format!("/vm/v3/host/{id}/migrate"),
+        &admin,
+        json!({ "node": other }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], id);
+    let task = site.wait_task(body["task"].as_u64().unwrap(), &admin);
+    assert_eq!(
+        (task["name"].as_str(), task["status"].as_str()),
+        (Some("host_migrate"), Some("complete"))
+    );
+    assert_eq!(node_of(&site), other);
+    // Without a node: the other node of the cluster.
+    let (status, body) = site.post(&format!("/vm/v3/host/{id}/migrate"), &admin, json!({}));
+    assert_eq!(status, 200, "{body}");
+    site.wait_task(body["task"].as_u64().unwrap(), &admin);
+    assert_eq!(node_of(&site), before);
+    // Refusals.
+    let path = format!("/vm/v3/host/{id}/migrate");
+    let (status, body) = site.post(&path, &user, json!({ "node": other }));
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, 3001),
+        "users may not migrate"
+    );
+    let (status, body) = site.post(&path, &admin, json!({ "node": 99 }));
+    assert_eq!((status, error_code(&body)), (400, 2003), "{body}");
+    assert_eq!(body["error"]["value"]["field"], "node");
+    let (status, body) = site.post(&path, &admin, json!({ "node": before }));
+    assert_eq!(
+        (status, error_code(&body)),
+        (400, 2003),
+        "already there: {body}"
+    );
+    let (status, body) = site.post(&path, &admin, json!({ "node": "x" }));
+    assert_eq!((status, error_code(&body)), (400, 2003), "{body}");
+    let (status, cluster) = site.post("/vm/v3/cluster", &admin, json!({"name": "far"}));
+    assert_eq!(status, 200);
+    site.move_node("sim-node-2", cluster["id"].as_u64().unwrap(), &admin);
+    let far = site.list("/vm/v3/node?where=name+EQ+'sim-node-2'", &admin)[0]["id"].clone();
+    if far != json!(before) {
+        let (status, body) = site.post(&path, &admin, json!({ "node": far }));
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, 2003),
+            "other cluster: {body}"
+        );
+    }
+    let (status, body) = site.post("/vm/v3/host/999/migrate", &admin, json!({}));
+    assert_eq!((status, error_code(&body)), (404, 2004), "{body}");
+    assert_eq!(site.post(&path, "", json!({})).0, 401);
+}
+
+#[test]
+fn a_hosts_history_lists_its_tasks_and_changes_made_elsewhere() {
+    let site = site_with(HELLO_MOUNT);
+    let admin = site.login(ADMIN_EMAIL);
+    let user = site.login(USER_EMAIL);
+    let id = site.create_host(&user, host_spec("storied", 1, 512, 1));
+    let (_, body) = site.post(&format!("/vm/v3/host/{id}/stop"), &user, json!({}));
+    let stop_task = body["task"].as_u64().unwrap();
+    site.wait_task(stop_task, &user);
+    // Started again by another family, through the hypervisor.
+    let uuid = site.list(&format!("/vm/v3/host?where=id+EQ+{id}"), &user)[0]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    site.hello_act(&uuid, "start");
+    site.hello_wait(&uuid, "running");
+    let (status, history) = site.get(&format!("/vm/v3/host/{id}/history"), &user);
+    assert_eq!(status, 200, "{history}");
+    let list = history["list"].as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["host_create", "host_stop", "host_start"],
+        "{history}"
+    );
+    assert_eq!(history["size"], 3);
+    assert_eq!(history["max_id"], 3);
+    assert_eq!(list[1]["task"], stop_task);
+    assert_eq!(list[1]["state"], "complete");
+    assert_eq!(list[2]["initiator"], "hello");
+    assert!(list[2]["task"].is_null());
+    assert!(
+        list.iter()
+            .all(|e| e["date_create"].as_str().is_some_and(|d| d.len() == 19))
+    );
+    let (_, page) = site.get(&format!("/vm/v3/host/{id}/history?limit=1,1"), &user);
+    assert_eq!(page["list"][0]["name"], "host_stop", "{page}");
+    assert_eq!(page["size"], 3);
+    // Refusals: filters it does not take, another user's host, no session.
+    let (status, body) = site.get(&format!("/vm/v3/host/{id}/history?where=id+EQ+1"), &user);
+    assert_eq!((status, error_code(&body)), (400, 2002), "{body}");
+    let (status, body) = site.get(&format!("/vm/v3/host/{id}/history?limit=x"), &user);
+    assert_eq!((status, error_code(&body)), (400, 2002), "{body}");
+    let theirs = site.create_host(&admin, host_spec("theirs", 1, 512, 1));
+    assert_eq!(
+        site.get(&format!("/vm/v3/host/{theirs}/history"), &user).0,
+        404
+    );
+    assert_eq!(site.get(&format!("/vm/v3/host/{id}/history"), "").0, 401);
+}
+
+#[test]
+fn logout_ends_the_session_or_token_it_is_sent_with_on_both_paths() {
+    let site = site();
+    for prefix in ["/auth/v4", "/api/auth/v4"] {
+        let session = site.login(USER_EMAIL);
+        let other = site.login(USER_EMAIL);
+        let (status, body) = answer(
+            client()
+                .delete(site.server.url(&format!("{prefix}/token")))
+                .header("x-xsrf-token", &session)
+                .send()
+                .expect("logout"),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = site.get("/vm/v3/host", &session);
+        assert_eq!((status, error_code(&body)), (401, 3001), "{prefix}");
+        // Only that session ended.
+        assert_eq!(site.get("/vm/v3/host", &other).0, 200);
+        let (status, body) = site.delete(&format!("{prefix}/token"), &session);
+        assert_eq!(
+            (status, error_code(&body)),
+            (401, 3001),
+            "logged out already"
+        );
+    }
+    // A long-lived token logs out the same way; the ses6 cookie is cleared.
+    let session = site.login(USER_EMAIL);
+    let (status, token) = site.post(
+        "/auth/v4/token",
+        &session,
+        json!({"expires_at": "2099-01-01 00:00:00", "description": "ci"}),
+    );
+    assert_eq!(status, 201, "{token}");
+    let token = token["token"].as_str().unwrap().to_owned();
+    let response = client()
+        .delete(site.server.url("/auth/v4/token"))
+        .header("x-xsrf-token", &token)
+        .send()
+        .expect("logout");
+    assert_eq!(response.status().as_u16(), 200);
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        cookie.starts_with("ses6=;") && cookie.contains("Max-Age=0"),
+        "{cookie}"
+    );
+    assert_eq!(site.get("/vm/v3/host", &token).0, 401);
+    assert_eq!(site.get("/vm/v3/host", &session).0, 200);
+    assert_eq!(site.delete("/auth/v4/token", "").0, 401);
+}
+
+// ---------------------------------------------------------------- readiness
+
+#[test]
+fn while_the_kernel_loads_its_plugins_requests_get_503_with_retry_after() {
+    // Without a compile cache every plugin compiles at start: seconds here.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let toml = r#"
+log = "info"
+[runtime]
+compile_cache = false
+[plugins.vmmanager]
+source = "vmmanager"
+mounts = ["/vm/v3", "/auth/v4", "/api/auth/v4"]
+grants = ["storage", "auth", "auth-admin", "jobs", "hypervisor"]
+"#;
+    std::fs::write(dir.path().join("site.toml"), toml).expect("site");
+    let mut child = std::process::Command::new(crate::harness::TESSERA)
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(dir.path().join("site.toml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn tessera");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut unavailable = 0;
+    let last = loop {
+        assert!(Instant::now() < deadline, "the kernel never became ready");
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let request = format!(
+            "GET /vm/v3/host HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).is_err() {
+            continue;
+        }
+        let mut response = String::new();
+        if stream.read_to_string(&mut response).is_err() || response.is_empty() {
+            continue;
+        }
+        if response.starts_with("HTTP/1.1 503") {
+            assert!(
+                response
+                    .to_ascii_lowercase()
+                    .contains("\r\nretry-after: 1\r\n"),
+                "{response}"
+            );
+            unavailable += 1;
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        break response;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(unavailable > 0, "no request came while the plugins loaded");
+    // Once ready the plugin answers itself: no session here.
+    assert!(last.starts_with("HTTP/1.1 401"), "{last}");
+    assert!(last.contains("3001"), "{last}");
 }

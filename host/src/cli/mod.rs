@@ -142,13 +142,16 @@ fn serve(site: SiteConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the database in {}", site.data_dir.display()))?;
     let primitives = Primitives::open(db, &site)?;
     let listeners = bind_listeners(&site, &primitives.site_admin, inherited)?;
-    let runtime = Runtime::start(&site, &primitives)?;
-    let kernel = Arc::new(Kernel::new(runtime));
-    primitives.site_admin.attach(&kernel);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tessera-worker")
         .build()?;
+    // Until every plugin is loaded, requests are answered 503 + Retry-After.
+    let starting = tokio.block_on(async { server::Starting::answer(&listeners) })?;
+    let runtime = Runtime::start(&site, &primitives);
+    tokio.block_on(starting.ready());
+    let kernel = Arc::new(Kernel::new(runtime?));
+    primitives.site_admin.attach(&kernel);
     let ended = tokio.block_on(async {
         tokio::spawn(purge_expired_tokens(primitives.auth.clone()));
         tokio::spawn(keep_statistics(primitives.db.clone()));

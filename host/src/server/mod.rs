@@ -6,8 +6,10 @@ mod dispatch;
 mod kernel_routes;
 pub mod listeners;
 mod sockets;
+mod starting;
 
 pub use listeners::{Ended, Listeners};
+pub use starting::Starting;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,6 +27,8 @@ const KEY_TTL_SECONDS: u64 = 3600;
 /// The authenticated caller.
 pub struct Caller {
     pub account: Account,
+    /// The id of the session or token the request came with.
+    pub token_id: String,
 }
 
 impl Caller {
@@ -63,6 +65,7 @@ pub fn authenticate(req: &Request) -> ApiResult<Caller> {
     match auth::check_token(&token, API_SCOPES, &req.peer) {
         Ok(claims) => Ok(Caller {
             account: claims.owner,
+            token_id: claims.id,
         }),
         Err(AuthError::InvalidCredentials | AuthError::NotFound(_) | AuthError::Disabled) => {
             Err(ApiError::unauthorized())
@@ -258,6 +261,20 @@ pub fn get_token_ttl(req: &Request, _: &Params) -> ApiResult<Response> {
         200,
         &json!({ "value": minutes.to_string() }),
     ))
+}
+
+/// `DELETE /auth/v4/token`: logs out — the session or token the request came
+/// with dies at once, and the `ses6` cookie is cleared.
+pub fn logout(req: &Request, _: &Params) -> ApiResult<Response> {
+    let caller = authenticate(req)?;
+    auth::revoke_token(&caller.token_id)?;
+    Ok(
+        Response::json(200, &json!({ "id": caller.token_id })).with_cookie(
+            "ses6",
+            "",
+            "Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    )
 }
 
 /// `GET /auth/v4/whoami`.

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tessera_sdk::hypervisor::{self as hv, Vm, VmAction, VmSpec, VmState};
+use tessera_sdk::hypervisor::{self as hv, VmAction, VmSpec, VmState};
 use tessera_sdk::storage::{self, Filter, Write};
 use tessera_sdk::{Params, Request, Response};
 
@@ -11,8 +11,10 @@ use crate::errors::{ApiError, ApiResult};
 use crate::inventory::{self, by_id};
 use crate::listing::ListQuery;
 use crate::meta;
-use crate::model::collection::{CLUSTER, DISK, HOST, OS};
-use crate::model::{self, HOST_FIELDS, HostContext, host_document, key, reference};
+use crate::model::collection::{CLUSTER, HOST, NODE, OS, TASK};
+use crate::model::{self, HOST_FIELDS, key};
+use crate::placement;
+use crate::projection::{self, marks};
 use crate::tasks::{self, Target, TaskPayload};
 
 /// Only admins see every host; a user sees their own.
@@ -23,7 +25,7 @@ pub fn owner_scope(caller: &Caller) -> Option<Filter> {
 pub fn list(req: &Request, _: &Params) -> ApiResult<Response> {
     let caller = authenticate(req)?;
     let query = ListQuery::parse(&req.query, HOST_FIELDS)?;
-    meta::ensure_schema()?;
+    projection::follow_hypervisor()?;
     Ok(Response::json(200, &query.run(HOST, owner_scope(&caller))?))
 }
 
@@ -47,105 +49,24 @@ fn owned_host(caller: &Caller, id: u64) -> ApiResult<storage::Versioned<Value>> 
     Ok(stored)
 }
 
-/// `GET /vm/v3/host/<id>`: the host without associated items, fresh from the hypervisor.
+/// The hypervisor's id of a stored host.
+fn hv_id(host: &Value) -> String {
+    model::internal(host, "hv_id")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `GET /vm/v3/host/<id>`: the host without associated items, as the hypervisor has it now.
 pub fn get(req: &Request, params: &Params) -> ApiResult<Response> {
     let caller = authenticate(req)?;
     let id = path_id(params, "host")?;
+    projection::follow_hypervisor()?;
     let stored = owned_host(&caller, id)?;
-    let hv_id = model::internal(&stored.value, "hv_id")
-        .unwrap_or_default()
-        .to_owned();
-    let vm = hv::get_vm(&hv_id)?;
-    let writes = refresh_writes(id, vm.as_ref())?;
-    let current = if writes.is_empty() {
-        stored.value
-    } else {
-        let mut batch = writes;
-        batch.push(meta::notify_op()?);
-        storage::batch(&batch).map_err(|e| ApiError::from(e.error))?;
-        match HOST.get::<Value>(&key(id))? {
-            Some(now) => now.value,
-            None => return Err(ApiError::not_found("host", &id.to_string())),
-        }
-    };
-    Ok(Response::json(200, &model::item_view(current)))
+    Ok(Response::json(200, &model::item_view(stored.value)))
 }
 
-/// Writes that bring host `id`'s projection (and its disks) in line with `vm`;
-/// none when nothing changed.
-pub fn refresh_writes(id: u64, vm: Option<&Vm>) -> ApiResult<Vec<Write>> {
-    let key = key(id);
-    let Some(stored) = HOST.get::<Value>(&key)? else {
-        return Ok(Vec::new());
-    };
-    let vm = match vm {
-        Some(vm) if vm.state != VmState::Deleted => vm,
-        _ => return tasks::removal_writes(id),
-    };
-    let old = &stored.value;
-    let (node, node_cluster) = inventory::node_reference(vm.node.as_deref())?;
-    let cluster = match (&old["cluster"], node_cluster) {
-        (Value::Null, Some(cluster)) => cluster,
-        (cluster, _) => cluster.clone(),
-    };
-    let context = HostContext {
-        id,
-        cluster,
-        node,
-        os: old["os"].clone(),
-        account: old["account"].clone(),
-        domain: old["domain"].as_str().unwrap_or_default().to_owned(),
-        comment: old["comment"].as_str().unwrap_or_default().to_owned(),
-    };
-    let document = host_document(vm, &context);
-    let mut writes = disk_writes(&document, vm)?;
-    if &document != old {
-        writes.push(HOST.put_op(&key, &document, Some(stored.version))?);
-    }
-    Ok(writes)
-}
-
-/// Writes that make the `disk` objects of a host match the VM's disks.
-fn disk_writes(host: &Value, vm: &Vm) -> ApiResult<Vec<Write>> {
-    let host_id = host["id"].as_u64().unwrap_or(0);
-    let existing = DISK
-        .query()
-        .filter(Filter::eq("host.id", host_id))
-        .limit(64)
-        .fetch::<Value>()?;
-    let mut writes = Vec::new();
-    for (index, disk) in vm.disks.iter().enumerate() {
-        let known = existing
-            .items
-            .iter()
-            .find(|d| model::internal(&d.value, "hv_id") == Some(disk.id.as_str()));
-        let id = match known {
-            Some(d) => d.value["id"].as_u64().unwrap_or(0),
-            None => storage::next_id("disk")?,
-        };
-        let document = json!({
-            "id": id,
-            "name": format!("{}_disk{}", vm.name, index + 1),
-            "size_mib": disk.size_mib,
-            "boot": disk.boot,
-            "host": { "id": host_id, "name": vm.name },
-            "internal": { "hv_id": disk.id, "account": host["account"]["id"] },
-        });
-        if known.map(|d| &d.value) != Some(&document) {
-            writes.push(DISK.put_op(&key(id), &document, None)?);
-        }
-    }
-    for gone in existing.items.iter().filter(|d| {
-        let hv_id = model::internal(&d.value, "hv_id");
-        !vm.disks.iter().any(|disk| Some(disk.id.as_str()) == hv_id)
-    }) {
-        writes.push(DISK.delete_op(&gone.key, None));
-    }
-    Ok(writes)
-}
-
-/// The product's create fields; others its clients send (preset, recipes, pools…)
-/// are accepted and ignored.
+/// The product's create fields but `password` (taken apart, see `create`); others
+/// its clients send (preset, recipes, pools…) are accepted and ignored.
 #[derive(Deserialize)]
 struct NewHost {
     name: Option<String>,
@@ -154,9 +75,6 @@ struct NewHost {
     cpu_number: Option<u32>,
     ram_mib: Option<u64>,
     hdd_mib: Option<u64>,
-    /// The guest's root password: the sim backend has no guest to set it on, so it
-    /// is checked and dropped, never stored.
-    password: Option<String>,
     domain: Option<String>,
     comment: Option<String>,
 }
@@ -213,18 +131,33 @@ fn check_range<T: PartialOrd + Copy + std::fmt::Display>(
     Ok(value)
 }
 
-/// `POST /vm/v3/host`: creates a VM; answers `{id, task}` while a task follows it.
+/// `POST /vm/v3/host`: creates a VM on a node of the cluster asked for; answers
+/// `{id, task}` while a task follows it. The guest password goes to the
+/// hypervisor only sealed (see [`guest_data`]).
 pub fn create(req: &Request, _: &Params) -> ApiResult<Response> {
     let caller = authenticate(req)?;
-    let form: NewHost = body(req)?;
+    let mut raw: Value = body(req)?;
+    // The guest's root password is taken out first, so no parse error can echo it.
+    let password = match raw.as_object_mut().and_then(|o| o.remove("password")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(password)) => Some(password),
+        Some(_) => return Err(ApiError::invalid_field("password", "6 to 128 characters")),
+    };
+    let form: NewHost =
+        serde_json::from_value(raw).map_err(|e| ApiError::bad_body(e.to_string()))?;
     let name = check_name(form.name.as_deref())?;
     let cpus = check_range("cpu_number", form.cpu_number, 1, 1024)?;
     let ram_mib = check_range("ram_mib", form.ram_mib, 128, 1 << 30)?;
     let hdd_mib = check_range("hdd_mib", form.hdd_mib, 512, 1 << 32)?;
-    if let Some(password) = &form.password
-        && (password.len() < 6 || password.len() > 128)
+    if let Some(password) = &password
+        && !(6..=128).contains(&password.chars().count())
     {
         return Err(ApiError::invalid_field("password", "6 to 128 characters"));
+    }
+    for (field, value) in [("domain", &form.domain), ("comment", &form.comment)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 1024) {
+            return Err(ApiError::invalid_field(field, "at most 1024 characters"));
+        }
     }
     inventory::sync_images()?;
     inventory::sync_nodes()?;
@@ -234,8 +167,20 @@ pub fn create(req: &Request, _: &Params) -> ApiResult<Response> {
         Some(value) => id_value("cluster", Some(value))?,
         None => inventory::DEFAULT_CLUSTER_ID,
     };
-    let cluster = by_id(CLUSTER, cluster_id)?
+    by_id(CLUSTER, cluster_id)?
         .ok_or_else(|| ApiError::invalid_field("cluster", "no such cluster"))?;
+    let id = storage::next_id("host")?;
+    let mut metadata = json!({
+        marks::KEY: {
+            marks::HOST: id,
+            marks::CLUSTER: cluster_id,
+            marks::DOMAIN: form.domain.unwrap_or_default(),
+            marks::COMMENT: form.comment.unwrap_or_default(),
+        }
+    });
+    if let Some(password) = &password {
+        metadata[GUEST_KEY] = guest_data(password);
+    }
     let spec = VmSpec {
         name: name.clone(),
         owner: caller.account.login.clone(),
@@ -245,27 +190,17 @@ pub fn create(req: &Request, _: &Params) -> ApiResult<Response> {
         disk_mib: hdd_mib,
         networks: Vec::new(),
         tags: "{}".into(),
-        metadata: json!({ "vmmanager": { "cluster": cluster_id } }).to_string(),
+        metadata: metadata.to_string(),
         deletion_protection: false,
     };
-    let (vm, _transition) = hv::create_vm(&spec, &caller.audit_name())?;
-    let id = storage::next_id("host")?;
-    let (node, _) = inventory::node_reference(vm.node.as_deref())?;
-    let context = HostContext {
-        id,
-        cluster: reference(cluster_id, cluster["name"].as_str().unwrap_or("")),
-        node,
-        os: reference(os_id, os["name"].as_str().unwrap_or("")),
-        account: json!({ "id": caller.account.id, "email": caller.account.email }),
-        domain: form.domain.unwrap_or_default(),
-        comment: form.comment.unwrap_or_default(),
-    };
-    let document = host_document(&vm, &context);
-    let task = tasks::new_task("host_create", &document, &caller.account.id)?;
-    let mut writes = vec![HOST.insert_op(&key(id), &document)?, task.write];
-    writes.extend(disk_writes(&document, &vm)?);
-    writes.push(meta::notify_op()?);
-    storage::batch(&writes).map_err(|e| ApiError::from(e.error))?;
+    let (vm, _transition) = placement::create_in_cluster(&spec, cluster_id, &caller.audit_name())?;
+    projection::follow_hypervisor()?;
+    let host = HOST
+        .get::<Value>(&key(id))?
+        .map(|stored| stored.value)
+        .unwrap_or_else(|| json!({ "id": id, "name": vm.name }));
+    let task = tasks::new_task("host_create", &host, &caller.account.id)?;
+    storage::batch(&[task.write, meta::notify_op()?]).map_err(|e| ApiError::from(e.error))?;
     tasks::follow(
         "host_create",
         &TaskPayload {
@@ -281,30 +216,32 @@ pub fn create(req: &Request, _: &Params) -> ApiResult<Response> {
     ))
 }
 
-/// Runs a power action or delete on a host and answers `{id, task}`.
-fn act(req: &Request, params: &Params, action: VmAction) -> ApiResult<Response> {
-    let caller = authenticate(req)?;
-    let id = path_id(params, "host")?;
-    let stored = owned_host(&caller, id)?;
-    let hv_id = model::internal(&stored.value, "hv_id")
-        .unwrap_or_default()
-        .to_owned();
-    let (name, target, state) = match action {
-        VmAction::Start => ("host_start", Target::Running, "starting"),
-        VmAction::Stop => ("host_stop", Target::Stopped, "stopping"),
-        VmAction::Reboot => ("host_restart", Target::Running, "restarting"),
-        VmAction::Delete => ("host_delete", Target::Gone, "deleting"),
-    };
-    hv::act(&hv_id, action, &caller.audit_name())?;
-    let task = tasks::new_task(name, &stored.value, &caller.account.id)?;
-    let mut host = stored.value;
-    host["state"] = json!(state);
-    let writes = [
-        HOST.put_op(&key(id), &host, None)?,
-        task.write,
-        meta::notify_op()?,
-    ];
-    storage::batch(&writes).map_err(|e| ApiError::from(e.error))?;
+/// The VM metadata key that carries data for the guest.
+pub const GUEST_KEY: &str = "guest";
+
+/// What the guest needs at first boot, for the hypervisor: the root password
+/// sealed by the auth primitive (AES-256-GCM under the site key, this
+/// plugin's name bound in), so only the kernel's backend can open it and no
+/// response, list or log carries it in the clear.
+fn guest_data(password: &str) -> Value {
+    json!({
+        "root_password_sealed": tessera_sdk::auth::seal_text(password),
+        "sealed_by": projection::CREATOR,
+    })
+}
+
+/// Records a task on `host`, queues the job that follows it to `target` and
+/// answers `{id, task, task_id}`.
+fn start_task(
+    caller: &Caller,
+    name: &str,
+    host: &Value,
+    hv_id: String,
+    target: Target,
+) -> ApiResult<Response> {
+    let id = host["id"].as_u64().unwrap_or(0);
+    let task = tasks::new_task(name, host, &caller.account.id)?;
+    storage::batch(&[task.write, meta::notify_op()?]).map_err(|e| ApiError::from(e.error))?;
     tasks::follow(
         name,
         &TaskPayload {
@@ -318,6 +255,23 @@ fn act(req: &Request, params: &Params, action: VmAction) -> ApiResult<Response> 
         200,
         &json!({ "id": id, "task": task.consul_id, "task_id": task.id }),
     ))
+}
+
+/// Runs a power action or delete on a host and answers `{id, task}`.
+fn act(req: &Request, params: &Params, action: VmAction) -> ApiResult<Response> {
+    let caller = authenticate(req)?;
+    let id = path_id(params, "host")?;
+    let stored = owned_host(&caller, id)?;
+    let hv_id = hv_id(&stored.value);
+    let (name, target) = match action {
+        VmAction::Start => ("host_start", Target::Running),
+        VmAction::Stop => ("host_stop", Target::Stopped),
+        VmAction::Reboot => ("host_restart", Target::Running),
+        VmAction::Delete => ("host_delete", Target::Gone),
+    };
+    hv::act(&hv_id, action, &caller.audit_name())?;
+    projection::follow_hypervisor()?;
+    start_task(&caller, name, &stored.value, hv_id, target)
 }
 
 pub fn start(req: &Request, params: &Params) -> ApiResult<Response> {
@@ -348,21 +302,26 @@ pub fn edit(req: &Request, params: &Params) -> ApiResult<Response> {
     let caller = authenticate(req)?;
     let id = path_id(params, "host")?;
     let form: HostEdit = body(req)?;
+    let name = form
+        .name
+        .as_deref()
+        .map(|n| check_name(Some(n)))
+        .transpose()?;
+    for (field, value) in [("comment", &form.comment), ("domain", &form.domain)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 1024) {
+            return Err(ApiError::invalid_field(field, "at most 1024 characters"));
+        }
+    }
+    let stored = owned_host(&caller, id)?;
+    if let Some(name) = &name {
+        hv::rename(&hv_id(&stored.value), name, &caller.audit_name())?;
+        projection::follow_hypervisor()?;
+    }
+    // Comment and domain are this plugin's own; kept by every later projection.
     let stored = owned_host(&caller, id)?;
     let mut host = stored.value;
-    if let Some(name) = &form.name {
-        let name = check_name(Some(name))?;
-        let hv_id = model::internal(&host, "hv_id")
-            .unwrap_or_default()
-            .to_owned();
-        hv::rename(&hv_id, &name, &caller.audit_name())?;
-        host["name"] = json!(name);
-    }
     for (field, value) in [("comment", &form.comment), ("domain", &form.domain)] {
         if let Some(value) = value {
-            if value.chars().count() > 1024 {
-                return Err(ApiError::invalid_field(field, "at most 1024 characters"));
-            }
             host[field] = json!(value);
         }
     }
@@ -407,31 +366,228 @@ pub fn resize(req: &Request, params: &Params) -> ApiResult<Response> {
         512,
         1 << 32,
     )?;
-    let hv_id = model::internal(host, "hv_id")
-        .unwrap_or_default()
-        .to_owned();
+    let hv_id = hv_id(host);
     let vm = hv::get_vm(&hv_id)?.ok_or_else(|| ApiError::not_found("host", &id.to_string()))?;
-    let target = if vm.state == VmState::Running {
+    let target = settled_target(vm.state);
+    hv::resize(&hv_id, cpus, ram, hdd, &caller.audit_name())?;
+    projection::follow_hypervisor()?;
+    start_task(&caller, "host_edit_resource", host, hv_id, target)
+}
+
+/// Where a VM in `state` rests once an operation that keeps its power ends.
+fn settled_target(state: VmState) -> Target {
+    if matches!(
+        state,
+        VmState::Running | VmState::Starting | VmState::Rebooting
+    ) {
         Target::Running
     } else {
         Target::Stopped
+    }
+}
+
+#[derive(Deserialize)]
+struct Migration {
+    node: Option<Value>,
+}
+
+/// `POST /vm/v3/host/<id>/migrate {node?}` (admins): moves the host to another
+/// node of its cluster — `node`, or the first of the others with room.
+pub fn migrate(req: &Request, params: &Params) -> ApiResult<Response> {
+    let caller = authenticate(req)?;
+    caller.require_admin()?;
+    let id = path_id(params, "host")?;
+    let form: Migration = body(req)?;
+    let wanted = form
+        .node
+        .as_ref()
+        .filter(|v| !v.is_null())
+        .map(|v| id_value("node", Some(v)))
+        .transpose()?;
+    projection::follow_hypervisor()?;
+    let stored = owned_host(&caller, id)?;
+    let host = &stored.value;
+    let cluster = host["cluster"]["id"].as_u64().unwrap_or(0);
+    let current = host["node"]["id"].as_u64();
+    let candidates = match wanted {
+        Some(node_id) => {
+            let node = by_id(NODE, node_id)?
+                .ok_or_else(|| ApiError::invalid_field("node", "no such node"))?;
+            if node["cluster"]["id"].as_u64() != Some(cluster) {
+                return Err(ApiError::invalid_field(
+                    "node",
+                    "the node is not in the host's cluster",
+                ));
+            }
+            if Some(node_id) == current {
+                return Err(ApiError::invalid_field("node", "the host is on this node"));
+            }
+            vec![node]
+        }
+        None => placement::cluster_nodes(cluster)?
+            .into_iter()
+            .filter(|node| node["id"].as_u64() != current)
+            .collect(),
     };
-    hv::resize(&hv_id, cpus, ram, hdd, &caller.audit_name())?;
-    let task = tasks::new_task("host_edit_resource", host, &caller.account.id)?;
-    storage::batch(&[task.write, meta::notify_op()?]).map_err(|e| ApiError::from(e.error))?;
-    tasks::follow(
-        "host_edit_resource",
-        &TaskPayload {
-            task: task.id,
-            host: id,
-            hv_id,
-            target,
-        },
-    )?;
+    let hv_id = hv_id(host);
+    let mut last = None;
+    for node in &candidates {
+        let node_hv = model::internal(node, "hv_id").unwrap_or_default();
+        match hv::migrate_vm(&hv_id, Some(node_hv), &caller.audit_name()) {
+            Ok(vm) => {
+                projection::follow_hypervisor()?;
+                return start_task(
+                    &caller,
+                    "host_migrate",
+                    host,
+                    hv_id,
+                    settled_target(vm.state),
+                );
+            }
+            // This node has no room: try the next one of the cluster.
+            Err(error @ hv::HvError::Capacity(_)) => last = Some(error),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Err(last.map_or_else(
+        || placement::no_room("no other node in the host's cluster"),
+        ApiError::from,
+    ))
+}
+
+/// `GET /vm/v3/host/<id>/history`: what was done to the host, oldest first —
+/// this plugin's tasks (with their `task` consul ids) and the changes others
+/// made through the hypervisor (the CLI, other families). `limit=offset,count`
+/// pages it; `max_id` is the newest entry's id.
+pub fn history(req: &Request, params: &Params) -> ApiResult<Response> {
+    let caller = authenticate(req)?;
+    let id = path_id(params, "host")?;
+    let mut limit = None;
+    for (name, value) in tessera_sdk::query::pairs(&req.query) {
+        match name.as_str() {
+            "limit" => {
+                limit = Some(
+                    crate::filter::parse_limit(&value)
+                        .map_err(|e| ApiError::bad_filter("limit", e.position, e.message))?,
+                )
+            }
+            "where" | "orderby" => {
+                return Err(ApiError::bad_filter(&name, 1, "history takes only limit"));
+            }
+            _ => {}
+        }
+    }
+    projection::follow_hypervisor()?;
+    let stored = owned_host(&caller, id)?;
+    let entries = history_entries(&stored.value)?;
+    let size = entries.len() as u64;
+    let max_id = size;
+    let (offset, count) = limit.map_or((0, u64::MAX), |l| (l.offset, l.count));
+    let list: Vec<Value> = entries
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(count).unwrap_or(usize::MAX))
+        .collect();
     Ok(Response::json(
         200,
-        &json!({ "id": id, "task": task.consul_id, "task_id": task.id }),
+        &json!({ "last_notify": meta::last_notify()?, "list": list, "size": size, "max_id": max_id }),
     ))
+}
+
+/// Most tasks of one host read for its history.
+const HISTORY_TASKS: u64 = 10_000;
+
+fn history_entries(host: &Value) -> ApiResult<Vec<Value>> {
+    let host_id = host["id"].as_u64().unwrap_or(0);
+    let tasks = TASK
+        .query()
+        .filter(Filter::eq("host.id", host_id))
+        .order_by("id", false)
+        .limit(HISTORY_TASKS)
+        .fetch::<Value>()?;
+    // (time for ordering, entry without id)
+    let mut entries: Vec<(String, Value)> = tasks
+        .items
+        .into_iter()
+        .map(|item| {
+            let task = item.value;
+            let created = task["registration_time"].as_str().unwrap_or("").to_owned();
+            let state = match task["status"].as_str() {
+                Some("complete") => "complete",
+                Some("failed") => "failed",
+                _ => "running",
+            };
+            let entry = json!({
+                "name": task["name"],
+                "state": state,
+                "task": task["consul_id"],
+                "date_create": created,
+                "date_update": task["update_time"],
+                "initiator": "vmmanager",
+                "output": task["output"],
+            });
+            (created, entry)
+        })
+        .collect();
+    let hv_id = hv_id(host);
+    if !hv_id.is_empty() {
+        let audit = match hv::audit(&hv_id) {
+            Ok(audit) => audit,
+            Err(hv::HvError::NotFound(_)) => Vec::new(),
+            Err(other) => return Err(other.into()),
+        };
+        // This plugin's own changes are its tasks above; the rest came from elsewhere.
+        for entry in audit
+            .into_iter()
+            .filter(|e| !e.caller.starts_with("vmmanager:"))
+        {
+            let when = model::format_time(entry.time);
+            let action = match entry.action.as_str() {
+                "reboot" => "restart".to_owned(),
+                "resize" => "edit_resource".to_owned(),
+                other => other.replace('-', "_"),
+            };
+            let state = if entry.success { "complete" } else { "failed" };
+            let entry = json!({
+                "name": format!("host_{action}"),
+                "state": state,
+                "task": Value::Null,
+                "date_create": when,
+                "date_update": when,
+                "initiator": entry.caller,
+                "output": "",
+            });
+            entries.push((when, entry));
+        }
+    }
+    // Oldest first; a stable sort keeps tasks in id order within a second.
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, (_, mut entry))| {
+            entry["id"] = json!(index + 1);
+            entry
+        })
+        .collect())
+}
+
+/// Writes that move the hosts of node `node` into `cluster` (a reference).
+pub fn node_move_writes(node: u64, cluster: &Value) -> ApiResult<Vec<Write>> {
+    let hosts = HOST
+        .query()
+        .filter(Filter::eq("node.id", node))
+        .limit(100_000)
+        .fetch::<Value>()?;
+    hosts
+        .items
+        .into_iter()
+        .map(|item| {
+            let mut host = item.value;
+            host["cluster"] = cluster.clone();
+            Ok(HOST.put_op(&item.key, &host, Some(item.version))?)
+        })
+        .collect()
 }
 
 /// Writes that put `cluster`'s new name into every host of it, a page at a time.

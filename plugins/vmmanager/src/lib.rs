@@ -7,6 +7,7 @@
 //!   POST   /public/token          {email, password} -> {id, token, confirmed, expires_at}
 //!   POST   /public/key            {key} -> a session for the key's user (one use)
 //!   POST   /token                 {expires_at, description} -> a token with a fixed end
+//!   DELETE /token                 logout: the presented session or token dies
 //!   GET    /setting/token_ttl     minutes a session lives unused
 //!   POST   /setting/token_ttl     {value} (admins)
 //!   POST   /user/:email/key       (admins) -> {id, key}
@@ -15,6 +16,7 @@
 //!   GET    /host                  POST /host (create, a task)
 //!   GET    /host/:id              POST /host/:id (edit)      DELETE /host/:id (a task)
 //!   POST   /host/:id/start|stop|restart (tasks)   POST /host/:id/resource (a task)
+//!   POST   /host/:id/migrate {node?} (admins, a task)   GET /host/:id/history
 //!   GET    /node   /node/:id      POST /node/:id {cluster} (admins)
 //!   GET    /cluster /cluster/:id  POST /cluster, POST /cluster/:id (admins)
 //!   GET    /os     /os/:id
@@ -30,6 +32,8 @@ mod inventory;
 mod listing;
 mod meta;
 mod model;
+mod placement;
+mod projection;
 mod resources;
 mod schema;
 mod tasks;
@@ -44,6 +48,7 @@ fn auth_routes() -> Router<Handler> {
         .add("POST", "/public/token", auth::login)
         .add("POST", "/public/key", auth::login_with_key)
         .add("POST", "/token", auth::create_token)
+        .add("DELETE", "/token", auth::logout)
         .add("GET", "/setting/token_ttl", auth::get_token_ttl)
         .add("POST", "/setting/token_ttl", auth::set_token_ttl)
         .add("POST", "/user/:email/key", auth::create_key)
@@ -61,6 +66,8 @@ fn vm_routes() -> Router<Handler> {
         .add("POST", "/host/:id/stop", hosts::stop)
         .add("POST", "/host/:id/restart", hosts::restart)
         .add("POST", "/host/:id/resource", hosts::resize)
+        .add("POST", "/host/:id/migrate", hosts::migrate)
+        .add("GET", "/host/:id/history", hosts::history)
         .add("GET", "/node", resources::list_nodes)
         .add("GET", "/node/:id", resources::get_node)
         .add("POST", "/node/:id", resources::edit_node)
@@ -107,7 +114,7 @@ impl Plugin for VmManager {
     fn run_job(job: Job) -> JobOutcome {
         match job.kind.as_str() {
             "host_create" | "host_start" | "host_stop" | "host_restart" | "host_delete"
-            | "host_edit_resource" => tasks::run(&job),
+            | "host_edit_resource" | "host_migrate" => tasks::run(&job),
             other => JobOutcome::Failed(("UnknownKind".into(), format!("no task kind {other}"))),
         }
     }

@@ -7,7 +7,7 @@ use crate::errors::ApiResult;
 use crate::model::collection::{CLUSTER, DISK, HOST, META, NODE, OS, TASK};
 
 /// Bump when the index list below changes.
-const SCHEMA_VERSION: u64 = 2;
+const SCHEMA_VERSION: u64 = 3;
 
 /// Indexes per collection: name and dotted paths. Each list filters and sorts on
 /// these in SQL; an index ends in the document key, so a sorted page needs no sort.
@@ -37,6 +37,7 @@ const INDEXES: &[(Collection, &str, &[&str])] = &[
     (TASK, "task_id", &["id"]),
     (TASK, "task_consul", &["consul_id"]),
     (TASK, "task_account", &["internal.account", "id"]),
+    (TASK, "task_host", &["host.id", "id"]),
 ];
 
 #[derive(Serialize, Deserialize, Default)]
@@ -72,6 +73,23 @@ pub fn last_notify() -> ApiResult<u64> {
 pub fn notify_op() -> ApiResult<storage::Write> {
     let value = storage::next_id("notify")?;
     Ok(META.put_op("notify", &Counter { value }, None)?)
+}
+
+/// Where the host projection stands in the hypervisor's change feed, and the
+/// version of that record (none before the first look).
+pub fn hv_cursor() -> ApiResult<(u64, Option<u64>)> {
+    Ok(META
+        .get::<Counter>("hv_cursor")?
+        .map_or((0, None), |c| (c.value.value, Some(c.version))))
+}
+
+/// Moves the cursor, only if nobody moved it since it was read at `version`.
+pub fn hv_cursor_op(value: u64, version: Option<u64>) -> ApiResult<storage::Write> {
+    let counter = Counter { value };
+    Ok(match version {
+        Some(version) => META.put_op("hv_cursor", &counter, Some(version))?,
+        None => META.insert_op("hv_cursor", &counter)?,
+    })
 }
 
 /// Minutes a session lives unused (the product's `token_ttl`, default 60).

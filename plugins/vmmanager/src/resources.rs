@@ -58,7 +58,7 @@ const DISKS: Resource = Resource {
     name: "disk",
     collection: DISK,
     fields: DISK_FIELDS,
-    sync: meta::ensure_schema,
+    sync: crate::projection::follow_hypervisor,
     visibility: Visibility::Owner("internal.account"),
 };
 const TASKS: Resource = Resource {
@@ -266,10 +266,10 @@ pub fn edit_node(req: &Request, params: &Params) -> ApiResult<Response> {
             .ok_or_else(|| ApiError::invalid_field("cluster", "no such cluster"))?;
         node["cluster"] = model::reference(cluster_id, cluster["name"].as_str().unwrap_or(""));
     }
-    storage::batch(&[
-        NODE.put_op(&key(id), &node, Some(stored.version))?,
-        meta::notify_op()?,
-    ])
-    .map_err(|e| ApiError::from(e.error))?;
+    // Its hosts move with it: a host's cluster is its node's.
+    let mut writes = hosts::node_move_writes(id, &node["cluster"])?;
+    writes.push(NODE.put_op(&key(id), &node, Some(stored.version))?);
+    writes.push(meta::notify_op()?);
+    storage::batch(&writes).map_err(|e| ApiError::from(e.error))?;
     Ok(Response::json(200, &json!({ "id": id })))
 }

@@ -8,7 +8,6 @@ use tessera_sdk::storage::{self, Write};
 use tessera_sdk::{Job, JobOutcome};
 
 use crate::errors::{ApiError, ApiResult};
-use crate::hosts;
 use crate::meta;
 use crate::model::collection::{DISK, HOST, TASK};
 use crate::model::{format_time, key, now_ms};
@@ -112,7 +111,7 @@ pub fn run(job: &Job) -> JobOutcome {
 fn step(payload: &TaskPayload, attempt: u32) -> ApiResult<Option<JobOutcome>> {
     let vm = hv::get_vm(&payload.hv_id)?;
     if payload.target.reached(vm.as_ref()) {
-        finish(payload, vm.as_ref(), "complete", "")?;
+        finish(payload, "complete", "")?;
         return Ok(Some(JobOutcome::Done(
             json!({ "host": payload.host }).to_string(),
         )));
@@ -125,7 +124,7 @@ fn step(payload: &TaskPayload, attempt: u32) -> ApiResult<Option<JobOutcome>> {
         _ => None,
     };
     if let Some(reason) = failed {
-        finish(payload, vm.as_ref(), "failed", reason)?;
+        finish(payload, "failed", reason)?;
         return Ok(Some(JobOutcome::Failed((
             "TaskFailed".into(),
             reason.into(),
@@ -141,8 +140,9 @@ fn is_transitional(state: VmState) -> bool {
     )
 }
 
-/// Ends the task and brings the host projection up to date, in one batch.
-fn finish(payload: &TaskPayload, vm: Option<&Vm>, status: &str, output: &str) -> ApiResult<()> {
+/// Brings the host projection up to date, then ends the task.
+fn finish(payload: &TaskPayload, status: &str, output: &str) -> ApiResult<()> {
+    crate::projection::follow_hypervisor()?;
     let mut writes = Vec::new();
     let key = key(payload.task);
     if let Some(stored) = TASK.get::<Value>(&key)? {
@@ -152,7 +152,6 @@ fn finish(payload: &TaskPayload, vm: Option<&Vm>, status: &str, output: &str) ->
         task["update_time"] = json!(format_time(now_ms()));
         writes.push(TASK.put_op(&key, &task, Some(stored.version))?);
     }
-    writes.extend(hosts::refresh_writes(payload.host, vm)?);
     writes.push(meta::notify_op()?);
     storage::batch(&writes).map_err(|e| ApiError::from(e.error))?;
     Ok(())

@@ -544,6 +544,27 @@ pub struct VmPage {
     pub total: u64,
 }
 
+/// A VM that changed, as it is now; `None` when it no longer exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmChange {
+    pub id: String,
+    pub vm: Option<Vm>,
+}
+
+/// A page of [`Hypervisor::vm_changes_since`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmChanges {
+    /// Oldest change first; each VM once, as it is now.
+    pub changes: Vec<VmChange>,
+    /// The revision to ask after next time (`after` when nothing changed).
+    pub cursor: u64,
+    /// More changes wait past `cursor`.
+    pub more: bool,
+}
+
+/// Most changes one `vm_changes_since` call returns.
+pub const MAX_CHANGES_PAGE: u32 = 1000;
+
 /// One audited operation on a VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
@@ -643,6 +664,8 @@ pub trait HypervisorBackend: Send + Sync {
     fn unreserve_ip(&self, network: &str, ip: &str) -> Result<(), HvError>;
     fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError>;
     fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError>;
+    /// VMs changed after revision `after`, at most `limit` (already checked).
+    fn vm_changes_since(&self, after: u64, limit: u32) -> Result<VmChanges, HvError>;
     fn complete(&self, transition: &str) -> Result<Vm, HvError>;
     fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError>;
     /// Brings the records in line with what really runs: the stop transitions
@@ -1062,6 +1085,17 @@ impl Hypervisor {
     }
 
     /// The VM's audit trail, newest first.
+    /// The VMs created, changed or removed after revision `after` (0: all),
+    /// oldest change first, at most `limit` (1 to [`MAX_CHANGES_PAGE`]).
+    pub fn vm_changes_since(&self, after: u64, limit: u32) -> Result<VmChanges, HvError> {
+        if limit == 0 || limit > MAX_CHANGES_PAGE {
+            return Err(HvError::Invalid(format!(
+                "limit must be from 1 to {MAX_CHANGES_PAGE}"
+            )));
+        }
+        self.backend.vm_changes_since(after, limit)
+    }
+
     pub fn audit(&self, id: &str) -> Result<Vec<AuditEntry>, HvError> {
         self.backend.audit(id)
     }

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::api::{
     AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, ImageChanges, MAX_DEVICES,
     Network, NewImage, NewNetwork, NewPackage, Nic, Node, Operation, Package, Placement, Rule,
-    SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmFilter, VmPage, VmQuery,
-    VmSpec, VmState, split_tag,
+    SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmChange, VmChanges, VmFilter,
+    VmPage, VmQuery, VmSpec, VmState, split_tag,
 };
 use super::config::{ImageSeed, NetworkSeed, NodeSeed, SimSettings};
 use crate::db::Database;
@@ -89,6 +89,62 @@ CREATE TABLE IF NOT EXISTS hv_reserved_ips (
     holder TEXT NOT NULL, PRIMARY KEY (network, ip));
 ";
 
+/// The change feed behind `vm_changes_since`: triggers give a VM the next
+/// revision whenever its row, a disk or a NIC of it is written, whoever writes
+/// (this backend, `qemu` on the same inventory, a second kernel on the same
+/// database). VMs that existed before the feed get revision 1.
+const CHANGE_FEED: &str = "
+CREATE TABLE IF NOT EXISTS hv_vm_changes (vm TEXT PRIMARY KEY, rev INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS hv_vm_changes_rev ON hv_vm_changes (rev);
+INSERT OR IGNORE INTO hv_counters (name, value) VALUES ('vm_rev', 1);
+INSERT OR IGNORE INTO hv_vm_changes (vm, rev) SELECT id, 1 FROM hv_vms;
+CREATE TRIGGER IF NOT EXISTS hv_vms_rev_insert AFTER INSERT ON hv_vms BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.id, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_vms_rev_update AFTER UPDATE ON hv_vms BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.id, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_vms_rev_delete AFTER DELETE ON hv_vms BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT OLD.id, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_disks_rev_insert AFTER INSERT ON hv_disks BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_disks_rev_update AFTER UPDATE ON hv_disks BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_disks_rev_delete AFTER DELETE ON hv_disks BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT OLD.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_nics_rev_insert AFTER INSERT ON hv_nics BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_nics_rev_update AFTER UPDATE ON hv_nics BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+CREATE TRIGGER IF NOT EXISTS hv_nics_rev_delete AFTER DELETE ON hv_nics BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT OLD.vm, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+";
+
 const UPSERT_NODE: &str = "
 INSERT INTO hv_nodes (id, name, cpus, ram_mib, disk_mib, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 ON CONFLICT (name) DO UPDATE SET cpus = excluded.cpus, ram_mib = excluded.ram_mib,
@@ -148,6 +204,7 @@ impl SimBackend {
         settings.check()?;
         db.with_write_tx(|tx| {
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(CHANGE_FEED)?;
             seed(tx, settings)
         })?;
         Ok(SimBackend {
@@ -924,6 +981,43 @@ impl HypervisorBackend for SimBackend {
             let sql = "SELECT action, caller, time, success, parameters FROM hv_audit \
                        WHERE vm = ?1 ORDER BY seq DESC";
             query_all(tx, sql, [id], audit_from)
+        })
+    }
+
+    fn vm_changes_since(&self, after: u64, limit: u32) -> Result<VmChanges, HvError> {
+        self.db.with_read_tx(|tx| {
+            // One more than asked says whether more wait.
+            let sql = "SELECT vm, rev FROM hv_vm_changes WHERE rev > ?1 ORDER BY rev LIMIT ?2";
+            let mut found = query_all(tx, sql, params![clamp(after), limit + 1], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })?;
+            let more = found.len() > limit as usize;
+            found.truncate(limit as usize);
+            let cursor = found
+                .last()
+                .map_or(after, |(_, rev)| u64::try_from(*rev).unwrap_or(after));
+            let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+            let mut vms = std::collections::HashMap::new();
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(",");
+                let sql = format!("{SELECT_VMS} WHERE id IN ({marks})");
+                let page = query_all(tx, &sql, params_from_iter(chunk), vm_from)?;
+                for vm in with_devices_of_page(tx, page)? {
+                    vms.insert(vm.id.clone(), vm);
+                }
+            }
+            let changes = found
+                .into_iter()
+                .map(|(id, _)| VmChange {
+                    vm: vms.remove(&id),
+                    id,
+                })
+                .collect();
+            Ok(VmChanges {
+                changes,
+                cursor,
+                more,
+            })
         })
     }
 
@@ -2588,6 +2682,80 @@ mod tests {
         let deleted = filter(|f| f.state = Some(VmState::Deleted));
         assert_eq!(site.names(&deleted)?, (vec!["gone".into()], 1));
         assert_eq!(site.vm(&gone.id)?.state, VmState::Deleted);
+        Ok(())
+    }
+
+    #[test]
+    fn the_change_feed_follows_every_write_to_a_vm_whoever_makes_it() -> TestResult {
+        let site = Site::open()?;
+        let changed = |after: u64| -> Result<(Vec<String>, u64, bool), HvError> {
+            let page = site.hv.vm_changes_since(after, 1000)?;
+            let names = page
+                .changes
+                .iter()
+                .map(|c| c.vm.as_ref().map_or("?".into(), |vm| vm.name.clone()))
+                .collect();
+            Ok((names, page.cursor, page.more))
+        };
+        let (none, start, more) = changed(0)?;
+        assert!(none.is_empty() && !more);
+        let a = site.running("a")?;
+        let b = site.running("b")?;
+        let (both, after_create, _) = changed(start)?;
+        assert_eq!(both, vec!["a", "b"]);
+        // Nothing changed: the same cursor back, nothing listed.
+        assert_eq!(changed(after_create)?, (vec![], after_create, false));
+        // A state change, a rename, a disk: each moves the VM to the end once.
+        site.act(&a.id, VmAction::Stop)?;
+        assert_eq!(changed(after_create)?.0, vec!["a"]);
+        site.hv.rename(&b.id, "b2", "alice")?;
+        let (order, cursor, _) = changed(after_create)?;
+        assert_eq!(order, vec!["a", "b2"]);
+        site.hv.add_disk(&a.id, 512, "alice")?;
+        let (disk, _, _) = changed(cursor)?;
+        assert_eq!(disk, vec!["a"]);
+        let page = site.hv.vm_changes_since(cursor, 10)?;
+        assert_eq!(
+            page.changes[0].vm.as_ref().map(|vm| vm.disks.len()),
+            Some(2)
+        );
+        // Deleted VMs come back as `deleted`.
+        site.act(&b.id, VmAction::Delete)?;
+        let page = site.hv.vm_changes_since(page.cursor, 10)?;
+        let states: Vec<_> = page
+            .changes
+            .iter()
+            .filter_map(|c| c.vm.as_ref().map(|vm| vm.state))
+            .collect();
+        assert_eq!(states, vec![VmState::Deleted]);
+        // Paging: `more` until the last one.
+        let first = site.hv.vm_changes_since(0, 1)?;
+        assert!(first.more && first.changes.len() == 1);
+        let rest = site.hv.vm_changes_since(first.cursor, 1000)?;
+        assert!(!rest.more && rest.changes.len() == 1);
+        assert!(matches!(
+            site.hv.vm_changes_since(0, 0),
+            Err(HvError::Invalid(_))
+        ));
+        assert!(matches!(
+            site.hv.vm_changes_since(0, 1001),
+            Err(HvError::Invalid(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn vms_made_before_the_change_feed_are_in_it_from_revision_one() -> TestResult {
+        let site = Site::open()?;
+        site.running("old")?;
+        site.db.with_write_tx(|tx| {
+            tx.execute_batch("DELETE FROM hv_vm_changes; UPDATE hv_counters SET value = 1 WHERE name = 'vm_rev';")?;
+            tx.execute_batch(CHANGE_FEED)?;
+            Ok::<_, HvError>(())
+        })?;
+        let page = site.hv.vm_changes_since(0, 10)?;
+        assert_eq!((page.changes.len(), page.cursor), (1, 1));
+        assert!(site.hv.vm_changes_since(1, 10)?.changes.is_empty());
         Ok(())
     }
 

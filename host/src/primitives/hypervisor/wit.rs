@@ -277,6 +277,21 @@ impl wit::Host for InstanceState {
     fn unreserve_ip(&mut self, network: String, ip: String) -> WitResult<()> {
         Ok(self.compute()?.hypervisor.unreserve_ip(&network, &ip)?)
     }
+    fn vm_changes_since(&mut self, after: u64, limit: u32) -> WitResult<wit::VmChanges> {
+        let page = self.compute()?.hypervisor.vm_changes_since(after, limit)?;
+        Ok(wit::VmChanges {
+            changes: page
+                .changes
+                .into_iter()
+                .map(|change| wit::VmChange {
+                    id: change.id,
+                    vm: change.vm.map(Into::into),
+                })
+                .collect(),
+            cursor: page.cursor,
+            more: page.more,
+        })
+    }
 }
 
 impl From<HvError> for wit::HvError {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::api::{
     AuditEntry, Disk, HvError, HypervisorBackend, Image, ImageChanges, Network, NewImage,
     NewNetwork, NewPackage, Nic, Node, Operation, Package, Placement, Size, Snapshot, Transition,
-    Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
+    Vm, VmAction, VmChanges, VmFilter, VmPage, VmQuery, VmSpec, VmState,
 };
 use super::config::QemuSettings;
 use super::sim::SimBackend;
@@ -282,6 +282,10 @@ impl HypervisorBackend for QemuBackend {
 
     fn get_vm(&self, id: &str) -> Result<Option<Vm>, HvError> {
         self.inventory.get_vm(id)
+    }
+
+    fn vm_changes_since(&self, after: u64, limit: u32) -> Result<VmChanges, HvError> {
+        self.inventory.vm_changes_since(after, limit)
     }
 
     fn create_vm(
