@@ -19,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hypervisor;
+pub mod ids;
 pub mod jobs;
 pub mod log;
 pub mod multipart;

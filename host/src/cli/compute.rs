@@ -66,6 +66,15 @@ pub enum PackageCommand {
         /// Make it the site's default size.
         #[arg(long)]
         default: bool,
+        /// The package's version (CloudAPI `version`).
+        #[arg(long)]
+        version: Option<String>,
+        /// A group of packages it belongs to (CloudAPI `group`).
+        #[arg(long)]
+        group: Option<String>,
+        /// What it is for (CloudAPI `description`).
+        #[arg(long)]
+        description: Option<String>,
     },
     List {
         #[arg(long)]
@@ -201,6 +210,9 @@ pub fn package(command: PackageCommand, store: &StoreArgs) -> anyhow::Result<()>
             swap,
             lwps,
             default,
+            version,
+            group,
+            description,
         } => {
             let package = hypervisor.add_package(&NewPackage {
                 name,
@@ -210,6 +222,9 @@ pub fn package(command: PackageCommand, store: &StoreArgs) -> anyhow::Result<()>
                 swap_mib: swap,
                 lwps,
                 is_default: default,
+                version,
+                group,
+                description,
             })?;
             println!("added package {} {}", package.id, package.name);
         }
@@ -220,7 +235,8 @@ pub fn package(command: PackageCommand, store: &StoreArgs) -> anyhow::Result<()>
                 &packages,
                 |p| {
                     json!({"id": p.id, "name": p.name, "vcpus": p.cpus, "memory": p.ram_mib, "disk": p.disk_mib,
-                           "swap": p.swap_mib, "lwps": p.lwps, "default": p.is_default})
+                           "swap": p.swap_mib, "lwps": p.lwps, "default": p.is_default,
+                           "version": p.version, "group": p.group, "description": p.description})
                 },
                 |p| {
                     format!(

@@ -47,6 +47,7 @@
 //! RBAC for sub-users (`rbac`), the resource family's handler (`resources::*`), and the
 //! protocol's response headers.
 
+mod affinity;
 mod auth;
 mod compute;
 mod context;

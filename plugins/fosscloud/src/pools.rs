@@ -637,10 +637,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A v4 UUID from the kernel's random source.
 pub fn new_uuid() -> String {
-    let mut b = auth::random_bytes(16);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    uuid_text(&b)
+    tessera_sdk::ids::new_uuid()
 }
 
 /// A stable UUID-shaped id derived from a name (for pools seeded without an id).

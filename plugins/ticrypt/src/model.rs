@@ -19,19 +19,7 @@ pub fn now_millis() -> u64 {
 
 /// A fresh resource id: a random UUID (v4) from the kernel's random source.
 pub fn new_id() -> String {
-    let mut b = tessera_sdk::auth::random_bytes(16);
-    b.resize(16, 0);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    tessera_sdk::ids::new_uuid()
 }
 
 /// Which kind of hypervisor a realm drives; decides the shape of image

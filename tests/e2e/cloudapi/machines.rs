@@ -266,7 +266,7 @@ fn create_machine_runs_through_a_job_and_validates_inputs() {
     assert_error(
         api.post(
             "/my/machines",
-            &json!({"image": image, "package": "small", "affinity": ["instance==web-1"]}),
+            &json!({"image": image, "package": "small", "affinity": ["instance==no-such-one"]}),
         ),
         409,
         "InvalidArgument",
@@ -771,10 +771,11 @@ fn images_from_machines_update_and_delete() {
     assert_eq!(status, 201, "{made}");
     assert_eq!(
         (&made["public"], &made["state"]),
-        (&json!(false), &json!("active"))
+        (&json!(false), &json!("creating"))
     );
     assert_eq!(made["description"], "mine");
     let made_id = made["id"].as_str().unwrap();
+    wait_image(&api, made_id, "active");
     let (_, _, updated) = status_json(api.post(
         &format!("/my/images/{made_id}?action=update"),
         &json!({"version": "1.0.1", "tags": {"k": "v"}}),
@@ -819,6 +820,301 @@ fn images_from_machines_update_and_delete() {
         api.get(&format!("/my/images/{made_id}")),
         404,
         "ResourceNotFound",
+    );
+}
+
+/// Polls GetImage until `state`.
+fn wait_image(api: &Signer, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = status_json(api.get(&format!("/my/images/{id}")));
+        assert_eq!(status, 200, "{body}");
+        if body["state"] == state {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn node_of(api: &Signer, id: &str) -> String {
+    wait_state(api, id, "running")["compute_node"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn create_machine_places_by_affinity_and_locality() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let anchor = create(
+        &api,
+        json!({"name": "anchor", "image": image, "package": "small", "tag.role": "db"}),
+    );
+    let anchor_id = anchor["id"].as_str().unwrap();
+    let home = node_of(&api, anchor_id);
+    let placed = |body: Value| -> String {
+        let mut body = body;
+        body["image"] = json!(image);
+        body["package"] = json!("small");
+        let machine = create(&api, body);
+        node_of(&api, machine["id"].as_str().unwrap())
+    };
+    // The two sim nodes: hard rules pin or keep away, whatever the free RAM says.
+    assert_eq!(placed(json!({"affinity": ["instance==anchor"]})), home);
+    assert_eq!(placed(json!({"affinity": ["instance==anchor"]})), home);
+    assert_ne!(placed(json!({"affinity": ["instance!=anchor"]})), home);
+    assert_ne!(placed(json!({"affinity": ["instance!=anch*"]})), home);
+    assert_ne!(placed(json!({"affinity": ["container!=/^anc/"]})), home);
+    assert_eq!(placed(json!({"affinity": ["role==db"]})), home);
+    assert_ne!(placed(json!({"affinity": ["role!=db"]})), home);
+    assert_eq!(
+        placed(json!({"affinity": [format!("instance=={anchor_id}")]})),
+        home
+    );
+    // Soft rules steer but never fail.
+    assert_ne!(placed(json!({"affinity": ["instance!=~anchor"]})), home);
+    assert_eq!(placed(json!({"affinity": ["instance==~anchor"]})), home);
+    placed(json!({"affinity": ["instance==~nothing-by-this-name"]}));
+    // Locality: near/far, strict or not, one id or a list.
+    assert_eq!(
+        placed(json!({"locality": {"near": anchor_id, "strict": true}})),
+        home
+    );
+    assert_ne!(
+        placed(json!({"locality": {"far": [anchor_id], "strict": true}})),
+        home
+    );
+    assert_ne!(placed(json!({"locality": {"far": anchor_id}})), home);
+
+    for (affinity, code) in [
+        (
+            json!(["instance==anchor", "instance!=anchor"]),
+            "InvalidArgument",
+        ),
+        (json!(["instance==nobody"]), "InvalidArgument"),
+        (json!(["instance"]), "InvalidArgument"),
+        (json!(["instance==/(/"]), "InvalidArgument"),
+    ] {
+        assert_error(
+            api.post(
+                "/my/machines",
+                &json!({"image": image, "package": "small", "affinity": affinity}),
+            ),
+            409,
+            code,
+        );
+    }
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": image, "package": "small", "locality": {"near": 5}}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    // A pinned machine too big for its node is a capacity error, not a move elsewhere.
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"image": image, "package": "huge", "affinity": ["instance==anchor"]}),
+        ),
+        503,
+        "InsufficientCapacity",
+    );
+}
+
+#[test]
+fn machine_names_default_to_the_short_id() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let unnamed = create(&api, json!({"image": image, "package": "small"}));
+    let id = unnamed["id"].as_str().unwrap();
+    assert_eq!(unnamed["name"], &id[..8]);
+    let templated = create(
+        &api,
+        json!({"name": "db-{{shortId}}", "image": image, "package": "small"}),
+    );
+    let id = templated["id"].as_str().unwrap();
+    assert_eq!(templated["name"], format!("db-{}", &id[..8]));
+    assert_error(
+        api.post(
+            "/my/machines",
+            &json!({"name": "{{longId}}", "image": image, "package": "small"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+}
+
+#[test]
+fn list_machines_counts_with_brand_and_type_filters() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    for (name, brand) in [("b1", "bhyve"), ("k1", "kvm"), ("b2", "bhyve")] {
+        create(
+            &api,
+            json!({"name": name, "image": image, "package": "small", "brand": brand}),
+        );
+    }
+    let page = |path: &str| -> (Vec<String>, String) {
+        let (status, headers, body) = status_json(api.get(path));
+        assert_eq!(status, 200, "{path}: {body}");
+        let names = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect();
+        (
+            names,
+            headers["x-resource-count"].to_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(
+        page("/my/machines?brand=kvm"),
+        (vec!["k1".into()], "1".into())
+    );
+    assert_eq!(
+        page("/my/machines?brand=bhyve&limit=1"),
+        (vec!["b1".into()], "2".into())
+    );
+    assert_eq!(
+        page("/my/machines?brand=bhyve&limit=1&offset=1"),
+        (vec!["b2".into()], "2".into())
+    );
+    assert_eq!(page("/my/machines?type=virtualmachine").1, "3");
+    assert_eq!(page("/my/machines?type=smartmachine"), (vec![], "0".into()));
+    assert_eq!(page("/my/machines?brand=joyent").1, "0");
+    assert_eq!(page("/my/machines?brand=kvm&type=smartmachine").1, "0");
+    let head = api.send("HEAD", "/my/machines?brand=bhyve", None);
+    assert_eq!(head.headers()["x-resource-count"], "2");
+}
+
+#[test]
+fn image_creation_is_a_job_and_images_are_shared_by_acl() {
+    let (server, api) = setup();
+    let bob = super::account_with_key(&server, "bob");
+    let carol = super::account_with_key(&server, "carol");
+    let bob_id = status_json(bob.get("/my")).2["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let image = image_id(&api, "alpine-3.20");
+    let id = running(&api, "golden", &image);
+    let (status, headers, made) = status_json(api.post(
+        "/my/images",
+        &json!({"machine": id, "name": "shared", "version": "1.0.0"}),
+    ));
+    assert_eq!(
+        (status, &made["state"]),
+        (201, &json!("creating")),
+        "{made}"
+    );
+    assert!(headers.contains_key("x-joyent-jobid"));
+    let made_id = made["id"].as_str().unwrap().to_string();
+    // Only the owner sees a private image, even while it is being made.
+    assert_error(
+        bob.get(&format!("/my/images/{made_id}")),
+        404,
+        "ResourceNotFound",
+    );
+    let (_, _, creating) = status_json(api.get("/my/images?state=creating"));
+    assert!(
+        creating
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == made_id.as_str())
+    );
+    let active = wait_image(&api, &made_id, "active");
+    assert!(active.get("error").is_none());
+    let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
+    assert_eq!(
+        (&audit[0]["action"], &audit[0]["success"]),
+        (&json!("create_image"), &json!("yes"))
+    );
+    // The same name and version again is refused.
+    assert_error(
+        api.post(
+            "/my/images",
+            &json!({"machine": id, "name": "shared", "version": "1.0.0"}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+
+    let listed = |who: &Signer| -> bool {
+        let (_, _, images) = status_json(who.get("/my/images"));
+        images
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == made_id.as_str())
+    };
+    assert!(!listed(&bob));
+    let share = format!("/my/images/{made_id}?action=share");
+    let (status, _, shared) = status_json(api.post(&share, &json!({"account": bob_id})));
+    assert_eq!(
+        (status, &shared["acl"]),
+        (200, &json!([bob_id])),
+        "{shared}"
+    );
+    assert!(listed(&bob) && !listed(&carol));
+    let (status, _, seen) = status_json(bob.get(&format!("/my/images/{made_id}")));
+    assert_eq!((status, &seen["state"]), (200, &json!("active")));
+    // Sharing twice keeps one entry; only the owner shares; the account must be an id.
+    let (_, _, again) = status_json(api.post(&share, &json!({"account": bob_id})));
+    assert_eq!(again["acl"], json!([bob_id]));
+    assert_error(
+        bob.post(&share, &json!({"account": bob_id})),
+        403,
+        "NotImageOwnerError",
+    );
+    assert_error(
+        api.post(&share, &json!({"account": "bob"})),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(api.post(&share, &json!({})), 409, "MissingParameter");
+    assert_error(
+        api.post(
+            &format!("/my/images/{made_id}?action=update"),
+            &json!({"acl": ["x"]}),
+        ),
+        409,
+        "InvalidArgument",
+    );
+    // Clone: a shared image only, and the refusal says why.
+    assert_error(
+        carol.post(&format!("/my/images/{made_id}?action=clone"), &json!({})),
+        404,
+        "ResourceNotFound",
+    );
+    assert_error(
+        bob.post(&format!("/my/images/{made_id}?action=clone"), &json!({})),
+        501,
+        "NotImplemented",
+    );
+    // A shared image provisions for the account it is shared with.
+    let (status, _, child) = status_json(bob.post(
+        "/my/machines",
+        &json!({"image": made_id, "package": "small"}),
+    ));
+    assert_eq!(status, 201, "{child}");
+    let unshare = format!("/my/images/{made_id}?action=unshare");
+    let (_, _, unshared) = status_json(api.post(&unshare, &json!({"account": bob_id})));
+    assert_eq!(unshared["acl"], json!([]));
+    assert!(!listed(&bob));
+    // Import from another datacenter: an id this site has is refused as such.
+    assert_error(
+        api.post(
+            &format!("/my/images?action=import-from-datacenter&datacenter=tessera&id={made_id}"),
+            &json!({}),
+        ),
+        409,
+        "ImageUuidAlreadyExistsError",
     );
 }
 
@@ -913,8 +1209,23 @@ fn operator_packages_from_the_cli_join_the_settings_packages() {
     let out = crate::harness::cli_ok(
         &server.data_dir(),
         &[
-            "package", "add", "cli-2G", "--memory", "2048", "--disk", "20480", "--vcpus", "2",
-            "--swap", "4096",
+            "package",
+            "add",
+            "cli-2G",
+            "--memory",
+            "2048",
+            "--disk",
+            "20480",
+            "--vcpus",
+            "2",
+            "--swap",
+            "4096",
+            "--version",
+            "2.1.0",
+            "--group",
+            "general",
+            "--description",
+            "Two gigabytes",
         ],
         "",
     );
@@ -934,6 +1245,12 @@ fn operator_packages_from_the_cli_join_the_settings_packages() {
         (&one["memory"], &one["swap"], &one["vcpus"]),
         (&json!(2048), &json!(4096), &json!(2))
     );
+    assert_eq!(
+        (&one["version"], &one["group"], &one["description"]),
+        (&json!("2.1.0"), &json!("general"), &json!("Two gigabytes"))
+    );
+    let (_, _, grouped) = status_json(api.get("/my/packages?group=general"));
+    assert_eq!(grouped.as_array().unwrap().len(), 1);
     let image = image_id(&api, "alpine-3.20");
     let made = create(&api, json!({"image": image, "package": "cli-2G"}));
     assert_eq!(

@@ -516,3 +516,73 @@ fn triton_volumes() {
     assert!(out.contains("Deleted volume"), "{out}");
     assert!(json_lines(&t.ok(&["volume", "list", "-j"])).is_empty());
 }
+
+/// `triton image create -w` (the image is `creating` until its job ends),
+/// `image share` / `unshare` (UpdateImage with `acl`) and a hard-affinity
+/// `instance create -a`.
+#[test]
+fn triton_image_create_share_and_affinity() {
+    let Some(t) = Triton::setup() else { return };
+    t.ok(&[
+        "instance",
+        "create",
+        "-w",
+        "alpine-3.20",
+        "sample-512M",
+        "-n",
+        "golden",
+    ]);
+    let out = t.ok(&["image", "create", "-w", "golden", "golden-img", "1.0.0"]);
+    assert!(out.contains("Created image"), "{out}");
+    let json = t.ok(&["image", "get", "-j", "golden-img"]);
+    let image: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+    assert_eq!(image["state"], "active");
+    let image_id = image["id"].as_str().unwrap().to_string();
+    // An image of that name and version exists: the CLI reports the refusal.
+    let (code, _, err) = t.run(&["image", "create", "-w", "golden", "golden-img", "1.0.0"]);
+    assert_ne!(code, 0, "{err}");
+
+    let bob = super::account_with_key(&t.server, "bob");
+    let bob_id = status_json(bob.get("/my")).2["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = t.ok(&["image", "share", &image_id, &bob_id]);
+    assert!(out.contains("Shared image"), "{out}");
+    let (_, _, seen) = status_json(bob.get(&format!("/my/images/{image_id}")));
+    assert_eq!(seen["acl"], json!([bob_id]));
+    let json = t.ok(&["image", "get", "-j", &image_id]);
+    assert!(json.contains(&bob_id), "{json}");
+    t.ok(&["image", "unshare", &image_id, &bob_id]);
+    let (status, _, _) = status_json(bob.get(&format!("/my/images/{image_id}")));
+    assert_eq!(status, 404);
+
+    // Hard affinity: away from golden, so on the other sim node.
+    t.ok(&[
+        "instance",
+        "create",
+        "-w",
+        "-a",
+        "instance!=golden",
+        "alpine-3.20",
+        "sample-512M",
+        "-n",
+        "apart",
+    ]);
+    let node = |name: &str| -> String {
+        let json = t.ok(&["instance", "get", "-j", name]);
+        let machine: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+        machine["compute_node"].as_str().unwrap().to_string()
+    };
+    assert_ne!(node("apart"), node("golden"));
+    let (code, _, err) = t.run(&[
+        "instance",
+        "create",
+        "-a",
+        "instance==nobody",
+        "alpine-3.20",
+        "sample-512M",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("affinity"), "{err}");
+}

@@ -39,6 +39,10 @@ pub const MAX_CPUS: u32 = 1024;
 pub const MAX_MIB: u64 = 1 << 40;
 /// Most NICs, and most disks, one VM may have.
 pub const MAX_DEVICES: usize = 16;
+/// Longest package version, group or description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Most ids one list of a VM query may name.
+pub const MAX_QUERY_IDS: usize = 100_000;
 /// Most nodes one list of a placement may name.
 pub const MAX_PLACEMENT_NODES: usize = 1024;
 /// Longest failure reason kept in the audit trail, in characters.
@@ -498,6 +502,12 @@ pub struct VmQuery {
     pub ram_mib: Option<u64>,
     /// With no state in `filter`: `deleted` VMs too.
     pub tombstone: bool,
+    /// The VM's image is one of these ids.
+    pub images: Option<Vec<String>>,
+    /// The VM's id is one of these.
+    pub ids: Option<Vec<String>>,
+    /// The VM's id is none of these.
+    pub not_ids: Vec<String>,
 }
 
 /// A named size preset (`tessera package add`); plugins offer them as their
@@ -513,6 +523,9 @@ pub struct Package {
     pub lwps: Option<u64>,
     pub is_default: bool,
     pub created: u64,
+    pub version: Option<String>,
+    pub group: Option<String>,
+    pub description: Option<String>,
 }
 
 /// What `add_package` needs.
@@ -526,6 +539,9 @@ pub struct NewPackage {
     pub lwps: Option<u64>,
     /// Makes it the only default.
     pub is_default: bool,
+    pub version: Option<String>,
+    pub group: Option<String>,
+    pub description: Option<String>,
 }
 
 /// What `update_image` changes; `None` keeps a field.
@@ -636,6 +652,20 @@ pub trait HypervisorBackend: Send + Sync {
         image: &NewImage,
         caller: &str,
     ) -> Result<Image, HvError>;
+    /// The image `creating`, and the transition that makes it `active`
+    /// (`complete`) or `failed` (`fail`, which leaves the VM as it was). A
+    /// backend that cannot copy a VM's disk refuses.
+    fn create_image_from_vm_job(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<(Image, Transition), HvError> {
+        let _ = (id, image, caller);
+        Err(HvError::Invalid(
+            "this hypervisor backend cannot make images from VMs".into(),
+        ))
+    }
     fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError>;
     fn list_packages(&self) -> Result<Vec<Package>, HvError>;
     /// `Conflict` if the name is taken.
@@ -896,6 +926,16 @@ impl Hypervisor {
         if let Some(ram) = query.ram_mib {
             check_mib("ram", ram)?;
         }
+        let lists = [
+            query.images.as_ref(),
+            query.ids.as_ref(),
+            Some(&query.not_ids),
+        ];
+        if lists.into_iter().flatten().any(|l| l.len() > MAX_QUERY_IDS) {
+            return Err(HvError::Invalid(format!(
+                "a vm query names at most {MAX_QUERY_IDS} ids per list"
+            )));
+        }
         self.backend.query_vms(query)
     }
 
@@ -952,6 +992,25 @@ impl Hypervisor {
             .create_image_from_vm(id, &checked_image(image)?, caller)
     }
 
+    /// An image of a settled VM's boot disk made by a job: `creating` until
+    /// the returned transition completes.
+    pub fn create_image_from_vm_job(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<(Image, Transition), HvError> {
+        check_principal("caller", caller)?;
+        let started = self
+            .backend
+            .create_image_from_vm_job(id, &checked_image(image)?, caller);
+        self.announce(
+            started,
+            |(_, t)| &t.vm_id,
+            |_| Operation::CreateImage.as_str(),
+        )
+    }
+
     pub fn list_packages(&self) -> Result<Vec<Package>, HvError> {
         self.backend.list_packages()
     }
@@ -967,6 +1026,15 @@ impl Hypervisor {
         for (what, mib) in [("swap", package.swap_mib), ("lwps", package.lwps)] {
             if let Some(value) = mib {
                 check_mib(what, value)?;
+            }
+        }
+        for (what, text) in [
+            ("package version", &package.version),
+            ("package group", &package.group),
+            ("package description", &package.description),
+        ] {
+            if let Some(text) = text {
+                check_text(what, text, MAX_DESCRIPTION_CHARS)?;
             }
         }
         self.backend.add_package(package)

@@ -87,6 +87,9 @@ CREATE TABLE IF NOT EXISTS hv_network_plans (
 CREATE TABLE IF NOT EXISTS hv_reserved_ips (
     network TEXT NOT NULL REFERENCES hv_networks (id), ip TEXT NOT NULL,
     holder TEXT NOT NULL, PRIMARY KEY (network, ip));
+-- A package's descriptive fields; a table of its own so older sites gain it.
+CREATE TABLE IF NOT EXISTS hv_package_info (
+    package TEXT PRIMARY KEY, version TEXT, grp TEXT, description TEXT);
 ";
 
 /// The change feed behind `vm_changes_since`: triggers give a VM the next
@@ -161,7 +164,8 @@ ON CONFLICT (name) DO UPDATE SET vlan = excluded.vlan, subnet = excluded.subnet,
     gateway = excluded.gateway, public = excluded.public, owner = excluded.owner";
 
 const SELECT_PACKAGES: &str = "SELECT id, name, cpus, ram_mib, disk_mib, swap_mib, lwps, \
-    is_default, created FROM hv_packages";
+    is_default, created, i.version, i.grp, i.description FROM hv_packages \
+    LEFT JOIN hv_package_info i ON i.package = hv_packages.id";
 const SELECT_NODES: &str = "SELECT id, name, cpus, ram_mib, disk_mib, state FROM hv_nodes";
 const SELECT_IMAGES: &str = "SELECT id, name, version, os, image_type, size_mib, state, owner, \
     public, extra, created FROM hv_images";
@@ -183,6 +187,8 @@ const TAG_MATCH: &str = "EXISTS (SELECT 1 FROM json_each(hv_vms.tags) AS t WHERE
     WHEN 'null' THEN 'null' ELSE CAST(t.value AS TEXT) END) = ?)";
 const NEXT_MAC: &str = "INSERT INTO hv_counters (name, value) VALUES ('mac', 1) \
     ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value";
+/// An image a job is still making.
+const IMAGE_CREATING: &str = "creating";
 /// QEMU's prefix; the counter fills the last three bytes.
 const MAC_PREFIX: &str = "52:54:00";
 
@@ -547,6 +553,19 @@ impl HypervisorBackend for SimBackend {
                 package.is_default,
                 signed(now_ms()),
             ])?;
+            if package.version.is_some() || package.group.is_some() || package.description.is_some()
+            {
+                tx.prepare_cached(
+                    "INSERT INTO hv_package_info (package, version, grp, description) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    id,
+                    package.version,
+                    package.group,
+                    package.description
+                ])?;
+            }
             let sql = format!("{SELECT_PACKAGES} WHERE id = ?1");
             query_opt(tx, &sql, [&id], package_from)?
                 .ok_or_else(|| HvError::NotFound(format!("package {id}")))
@@ -555,6 +574,11 @@ impl HypervisorBackend for SimBackend {
 
     fn remove_package(&self, package: &str) -> Result<(), HvError> {
         self.db.with_write_tx(|tx| {
+            tx.prepare_cached(
+                "DELETE FROM hv_package_info WHERE package IN \
+                 (SELECT id FROM hv_packages WHERE id = ?1 OR name = ?1)",
+            )?
+            .execute([package])?;
             let removed = tx
                 .prepare_cached("DELETE FROM hv_packages WHERE id = ?1 OR name = ?1")?
                 .execute([package])?;
@@ -643,6 +667,39 @@ impl HypervisorBackend for SimBackend {
             let parameters =
                 json!({ "image": image_id, "name": image.name, "version": image.version });
             Ok((created, parameters))
+        })
+    }
+
+    fn create_image_from_vm_job(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<(Image, Transition), HvError> {
+        let image_id = Uuid::new_v4().to_string();
+        self.db.with_write_tx(|tx| {
+            let vm = existing_vm(tx, id)?;
+            require(tx, &vm, SETTLED)?;
+            check_image_free(tx, image)?;
+            let made = NewImage {
+                size_mib: boot_disk_mib(&vm),
+                ..image.clone()
+            };
+            let now = now_ms();
+            tx.prepare_cached(
+                "INSERT INTO hv_images (id, name, version, os, image_type, size_mib, state, \
+                 owner, public, extra, created) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(image_params(&image_id, &made, IMAGE_CREATING, now))?;
+            let parameters =
+                json!({ "image": image_id, "name": image.name, "version": image.version });
+            // The VM keeps its state; the pending transition keeps it busy.
+            let entry = entry(&vm.id, Operation::CreateImage, caller, &parameters, now);
+            let transition = begin(tx, &entry, vm.state)?;
+            let created = image_by_id(tx, &image_id)?
+                .ok_or_else(|| HvError::NotFound(format!("image {image_id}")))?;
+            Ok((created, transition))
         })
     }
 
@@ -1023,6 +1080,10 @@ impl HypervisorBackend for SimBackend {
 
     fn complete(&self, transition: &str) -> Result<Vm, HvError> {
         self.finish(transition, true, |conn, job| {
+            if let Some(image) = image_of_job(conn, transition)? {
+                conn.prepare_cached("UPDATE hv_images SET state = 'active' WHERE id = ?1")?
+                    .execute([image])?;
+            }
             if job.target == VmState::Deleted {
                 // Its addresses go back to their networks; its MACs are never reused.
                 conn.prepare_cached("DELETE FROM hv_nics WHERE vm = ?1")?
@@ -1033,12 +1094,21 @@ impl HypervisorBackend for SimBackend {
     }
 
     fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError> {
-        self.finish(transition, false, |conn, _| {
+        self.finish(transition, false, |conn, job| {
             conn.prepare_cached(
                 "UPDATE hv_audit SET parameters = json_set(parameters, '$.error', ?2) \
                  WHERE transition = ?1",
             )?
             .execute([transition, reason])?;
+            // A failed image leaves the VM as it was; only the image fails.
+            if let Some(image) = image_of_job(conn, transition)? {
+                conn.prepare_cached(
+                    "UPDATE hv_images SET state = 'failed', \
+                     extra = json_set(extra, '$.error', ?2) WHERE id = ?1",
+                )?
+                .execute([image.as_str(), reason])?;
+                return Ok(job.target);
+            }
             Ok(VmState::Failed)
         })
     }
@@ -1156,6 +1226,41 @@ fn seed_network(conn: &Connection, seed: &NetworkSeed) -> Result<(), HvError> {
     Ok(())
 }
 
+/// The image a pending `create-image` job makes, if the transition is one.
+fn image_of_job(conn: &Connection, transition: &str) -> Result<Option<String>, HvError> {
+    let sql = "SELECT json_extract(parameters, '$.image') FROM hv_audit \
+               WHERE transition = ?1 AND action = ?2";
+    let found = query_opt(
+        conn,
+        sql,
+        [transition, Operation::CreateImage.as_str()],
+        |row| row.get::<_, Option<String>>(0),
+    )?;
+    Ok(found.flatten())
+}
+
+/// `Conflict` if an image of that name and version exists.
+fn check_image_free(conn: &Connection, image: &NewImage) -> Result<(), HvError> {
+    let taken: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2)")?
+        .query_row([&image.name, &image.version], |row| row.get(0))?;
+    if taken {
+        return Err(HvError::Conflict(format!(
+            "image {} version {} exists",
+            image.name, image.version
+        )));
+    }
+    Ok(())
+}
+
+/// The size of the VM's boot disk.
+fn boot_disk_mib(vm: &Vm) -> u64 {
+    vm.disks
+        .iter()
+        .find(|d| d.boot)
+        .map_or(vm.disk_mib, |d| d.size_mib)
+}
+
 fn insert_image(conn: &Connection, id: &str, image: &NewImage, now: u64) -> Result<(), HvError> {
     let sql = "INSERT INTO hv_images (id, name, version, os, image_type, size_mib, state, owner, \
                public, extra, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
@@ -1239,6 +1344,9 @@ fn package_from(row: &Row<'_>) -> rusqlite::Result<Package> {
         lwps: row.get(6)?,
         is_default: row.get(7)?,
         created: row.get(8)?,
+        version: row.get(9)?,
+        group: row.get(10)?,
+        description: row.get(11)?,
     })
 }
 
@@ -1510,7 +1618,11 @@ fn pending_job(conn: &Connection, transition: &str) -> Result<PendingJob, HvErro
 /// The image, if `owner` may provision from it and it is active.
 fn usable_image(conn: &Connection, id: &str, owner: &str) -> Result<Image, HvError> {
     let image = image_by_id(conn, id)?
-        .filter(|image| image.public || image.owner.as_deref().is_none_or(|o| o == owner))
+        .filter(|image| {
+            image.public
+                || image.owner.as_deref().is_none_or(|o| o == owner)
+                || shared_with(image, owner)
+        })
         .ok_or_else(|| HvError::NotFound(format!("image {id}")))?;
     if image.state != "active" {
         return Err(HvError::Invalid(format!(
@@ -1519,6 +1631,18 @@ fn usable_image(conn: &Connection, id: &str, owner: &str) -> Result<Image, HvErr
         )));
     }
     Ok(image)
+}
+
+/// Whether the image's `extra.acl` (a list of owners it is shared with) names `owner`.
+fn shared_with(image: &Image, owner: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(&image.extra)
+        .ok()
+        .and_then(|extra| {
+            extra["acl"]
+                .as_array()
+                .map(|acl| acl.iter().any(|a| a == owner))
+        })
+        .unwrap_or(false)
 }
 
 /// The network of that id or name, if `owner` may attach to it.
@@ -1935,6 +2059,24 @@ fn vm_condition(query: &VmQuery) -> Result<(String, Vec<Value>), HvError> {
         clauses.push(TAG_MATCH);
         values.push(Value::Text(key.to_owned()));
         values.push(Value::Text(value.to_owned()));
+    }
+    // One JSON array parameter per list, however long it is.
+    let lists = [
+        (
+            "image IN (SELECT value FROM json_each(?))",
+            query.images.as_ref(),
+        ),
+        ("id IN (SELECT value FROM json_each(?))", query.ids.as_ref()),
+        (
+            "id NOT IN (SELECT value FROM json_each(?))",
+            Some(&query.not_ids).filter(|ids| !ids.is_empty()),
+        ),
+    ];
+    for (clause, list) in lists {
+        if let Some(list) = list {
+            clauses.push(clause);
+            values.push(Value::Text(json!(list).to_string()));
+        }
     }
     if clauses.is_empty() {
         clauses.push("1");
@@ -3086,6 +3228,125 @@ mod tests {
     }
 
     #[test]
+    fn queries_narrow_to_images_and_id_lists() -> TestResult {
+        let site = Site::open()?;
+        let a = site.running("a")?;
+        let b = site.running("b")?;
+        let other = image_id(&site.hv, "ubuntu-24.04")?;
+        let c = site.create(&site.spec_with("c", |s| {
+            s.image = other.clone();
+            s.disk_mib = 20_480;
+        }))?;
+        let names = |query: VmQuery| -> Result<(Vec<String>, u64), HvError> {
+            let page = site.hv.query_vms(&query)?;
+            Ok((page.vms.into_iter().map(|v| v.name).collect(), page.total))
+        };
+        let by_image = VmQuery {
+            images: Some(vec![other.clone()]),
+            ..VmQuery::default()
+        };
+        assert_eq!(names(by_image)?, (vec!["c".to_string()], 1));
+        let no_image = VmQuery {
+            images: Some(Vec::new()),
+            ..VmQuery::default()
+        };
+        assert_eq!(names(no_image)?.1, 0);
+        let only = VmQuery {
+            ids: Some(vec![a.id.clone(), c.id.clone()]),
+            not_ids: vec![c.id.clone()],
+            ..VmQuery::default()
+        };
+        assert_eq!(names(only)?, (vec!["a".to_string()], 1));
+        let not_b = VmQuery {
+            not_ids: vec![b.id.clone()],
+            filter: filter(|f| f.limit = Some(1)),
+            ..VmQuery::default()
+        };
+        assert_eq!(names(not_b)?, (vec!["a".to_string()], 2));
+        Ok(())
+    }
+
+    #[test]
+    fn a_private_image_serves_the_owners_its_acl_names() -> TestResult {
+        let site = Site::open()?;
+        let private = site.hv.import_image(&NewImage {
+            name: "private".into(),
+            version: "1".into(),
+            os: "linux".into(),
+            image_type: "zvol".into(),
+            size_mib: 1024,
+            owner: Some("alice".into()),
+            public: false,
+            extra: r#"{"acl":["bob"]}"#.into(),
+        })?;
+        let spec = |owner: &str| {
+            site.spec_with(owner, |s| {
+                s.owner = owner.into();
+                s.image = private.id.clone();
+            })
+        };
+        site.hv.create_vm(&spec("bob"), "bob", "cloudapi")?;
+        let carol = site.hv.create_vm(&spec("carol"), "carol", "cloudapi");
+        assert!(matches!(carol, Err(HvError::NotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn an_image_job_makes_a_creating_image_active_or_failed() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.running("golden")?;
+        let spec = |version: &str| NewImage {
+            name: "golden".into(),
+            version: version.into(),
+            os: "linux".into(),
+            image_type: "zvol".into(),
+            size_mib: 1,
+            owner: Some("alice".into()),
+            public: false,
+            extra: String::new(),
+        };
+        let (image, job) = site
+            .hv
+            .create_image_from_vm_job(&vm.id, &spec("1"), "alice")?;
+        assert_eq!((image.state.as_str(), image.size_mib), ("creating", 2048));
+        // The VM is busy while the image is made.
+        assert!(matches!(
+            site.hv.act(&vm.id, VmAction::Stop, "alice"),
+            Err(HvError::Conflict(_))
+        ));
+        assert!(matches!(
+            site.hv
+                .create_image_from_vm_job(&vm.id, &spec("1"), "alice"),
+            Err(HvError::Conflict(_))
+        ));
+        let after = site.hv.complete(&job.id)?;
+        assert_eq!(after.state, VmState::Running);
+        assert_eq!(
+            site.hv.get_image(&image.id)?.map(|i| i.state),
+            Some("active".to_string())
+        );
+        let entries = site.hv.audit(&vm.id)?;
+        assert_eq!(
+            (entries[0].action.as_str(), entries[0].success),
+            ("create-image", true)
+        );
+        let (second, job) = site
+            .hv
+            .create_image_from_vm_job(&vm.id, &spec("2"), "alice")?;
+        let after = site.hv.fail(&job.id, "disk unreadable")?;
+        assert_eq!(after.state, VmState::Running);
+        let failed = site.hv.get_image(&second.id)?.ok_or("no image")?;
+        assert_eq!(failed.state, "failed");
+        assert!(failed.extra.contains("disk unreadable"), "{}", failed.extra);
+        assert!(matches!(
+            site.hv
+                .create_image_from_vm_job(&vm.id, &spec("1"), "alice"),
+            Err(HvError::Conflict(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
     fn tags_and_metadata_are_replaced_and_audited() -> TestResult {
         let site = Site::open()?;
         let vm = site.running("web")?;
@@ -3179,9 +3440,26 @@ mod tests {
             swap_mib: Some(16_384),
             lwps: Some(8000),
             is_default: true,
+            version: Some("1.0.0".into()),
+            group: Some("memory".into()),
+            description: Some("For databases".into()),
         };
         let added = site.hv.add_package(&big)?;
         assert_eq!((added.swap_mib, added.lwps), (Some(16_384), Some(8000)));
+        assert_eq!(
+            (added.version.as_deref(), added.group.as_deref()),
+            (Some("1.0.0"), Some("memory"))
+        );
+        assert_eq!(added.description.as_deref(), Some("For databases"));
+        let blank_group = NewPackage {
+            name: "blank".into(),
+            group: Some(" ".into()),
+            ..big.clone()
+        };
+        assert!(matches!(
+            site.hv.add_package(&blank_group),
+            Err(HvError::Invalid(_))
+        ));
         let listed = site.hv.list_packages()?;
         let defaults: Vec<&str> = listed
             .iter()

@@ -141,6 +141,7 @@ impl wit::Host for InstanceState {
             tags: query.tags,
             ram_mib: query.ram_mib,
             tombstone: query.tombstone,
+            ..VmQuery::default()
         };
         Ok(self.compute()?.hypervisor.query_vms(&query)?.into())
     }
@@ -230,6 +231,47 @@ impl wit::Host for InstanceState {
             .hypervisor
             .resize_disk(&id, &disk, size_mib, allow_shrink, &caller)?
             .into())
+    }
+    fn create_image_from_vm_job(
+        &mut self,
+        id: String,
+        image: wit::NewImage,
+        caller: String,
+    ) -> WitResult<(wit::Image, String)> {
+        let compute = self.compute()?;
+        let (image, transition) =
+            compute
+                .hypervisor
+                .create_image_from_vm_job(&id, &image.into(), &caller)?;
+        Ok((image.into(), compute.schedule(&transition)?))
+    }
+    fn query_vms_more(
+        &mut self,
+        query: wit::VmQuery,
+        more: wit::VmQueryMore,
+    ) -> WitResult<wit::VmPage> {
+        let query = VmQuery {
+            filter: query.filter.into(),
+            tags: query.tags,
+            ram_mib: query.ram_mib,
+            tombstone: query.tombstone,
+            images: more.images,
+            ids: more.ids,
+            not_ids: more.not_ids,
+        };
+        Ok(self.compute()?.hypervisor.query_vms(&query)?.into())
+    }
+    fn list_packages_info(&mut self) -> WitResult<Vec<wit::HvPackageInfo>> {
+        let packages = self.compute()?.hypervisor.list_packages()?;
+        Ok(packages
+            .into_iter()
+            .map(|p| wit::HvPackageInfo {
+                version: p.version.clone(),
+                group: p.group.clone(),
+                description: p.description.clone(),
+                package: p.into(),
+            })
+            .collect())
     }
     fn create_vm_placed(
         &mut self,

@@ -1,8 +1,11 @@
-//! ListImages, GetImage, DeleteImage, UpdateImage, CreateImageFromMachine, and the
-//! refusals of ExportImage, ImportImageFromDatacenter and CloneImage (no Manta, no peer
-//! datacenter, no image sharing here). Images are the hypervisor primitive's; the
-//! CloudAPI fields it has no column for (description, homepage, tags, requirements,
-//! eula, acl, …) live in the image's `extra` JSON object.
+//! ListImages, GetImage, DeleteImage, UpdateImage (and sharing: `acl`, `action=share`
+//! / `unshare`), CreateImageFromMachine (a kernel job: `creating`, then `active` or
+//! `failed`), and the refusals of ExportImage, ImportImageFromDatacenter and
+//! CloneImage (no Manta, no link to a peer datacenter, and the primitive keys images
+//! by name and version site-wide, so an owned copy of the same name and version
+//! cannot exist). Images are the hypervisor primitive's; the CloudAPI fields it has
+//! no column for (description, homepage, tags, requirements, eula, acl, …) live in
+//! the image's `extra` JSON object.
 
 use serde_json::{Map, Value, json};
 use tessera_sdk::Params;
@@ -20,10 +23,30 @@ const NO_OWNER: &str = "00000000-0000-0000-0000-000000000000";
 /// Fields of `extra` that UpdateImage and CreateImageFromMachine may set.
 const EXTRA_FIELDS: [&str; 5] = ["description", "homepage", "eula", "acl", "tags"];
 
-/// Whether the account may see (and provision from) the image: the primitive's own
-/// rule — public, unowned, or owned by the account's id (machines' owner).
+/// Whether the account may see (and provision from) the image: public, unowned,
+/// owned by the account's id (machines' owner), or shared with it (`acl`).
 fn may_see(ctx: &Ctx<'_>, image: &Image) -> bool {
-    image.public || image.owner.as_deref().is_none_or(|o| o == ctx.account.id)
+    image.public
+        || image.owner.as_deref().is_none_or(|o| o == ctx.account.id)
+        || shared_with(image, &ctx.account.id)
+}
+
+/// Whether the image's `acl` names the account.
+fn shared_with(image: &Image, account: &str) -> bool {
+    acl(image).iter().any(|a| a == account)
+}
+
+fn acl(image: &Image) -> Vec<String> {
+    object(&image.extra)
+        .get("acl")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn owns(ctx: &Ctx<'_>, image: &Image) -> bool {
@@ -64,10 +87,18 @@ pub fn image_json(image: &Image) -> Value {
         "public": image.public,
         "state": image.state,
     });
-    for field in ["description", "homepage", "eula", "acl", "tags", "error"] {
+    for field in ["description", "homepage", "eula", "acl", "tags"] {
         if let Some(value) = extra.get(field) {
             out[field] = value.clone();
         }
+    }
+    // A failed creation's reason, as IMGAPI's error object.
+    match extra.get("error") {
+        Some(Value::String(message)) => {
+            out["error"] = json!({"code": "InternalError", "message": message});
+        }
+        Some(error) => out["error"] = error.clone(),
+        None => {}
     }
     out
 }
@@ -135,9 +166,12 @@ fn extra_with_inputs(
 ) -> ApiResult<Map<String, Value>> {
     for field in EXTRA_FIELDS {
         if let Some(value) = ctx.inputs.raw(field) {
+            if field == "acl" {
+                extra.insert(field.to_string(), acl_input(value)?);
+                continue;
+            }
             let ok = match field {
                 "tags" => value.is_object(),
-                "acl" => value.is_array(),
                 _ => value.is_string(),
             };
             if !ok {
@@ -149,6 +183,22 @@ fn extra_with_inputs(
         }
     }
     Ok(extra)
+}
+
+/// `acl`: account ids, as an array or (as the spec types it) a comma-separated string.
+fn acl_input(value: &Value) -> ApiResult<Value> {
+    let ids: Vec<&str> = match value {
+        Value::Array(items) => items.iter().map(|i| i.as_str().unwrap_or("")).collect(),
+        Value::String(text) if text.trim().is_empty() => Vec::new(),
+        Value::String(text) => text.split(',').map(str::trim).collect(),
+        _ => vec![""],
+    };
+    if let Some(bad) = ids.iter().find(|id| !crate::ids::is_uuid(id)) {
+        return Err(ApiError::invalid_argument(format!(
+            "acl must list account ids; {bad:?} is not one"
+        )));
+    }
+    Ok(json!(ids))
 }
 
 /// POST /:account/images: CreateImageFromMachine, or `action=import-from-datacenter`.
@@ -189,34 +239,45 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         public: false,
         extra: Value::Object(extra).to_string(),
     };
-    let image =
-        hv::create_image_from_vm(&vm.id, &new, &compute::caller(ctx)).map_err(|e| match e {
-            hv::HvError::Conflict(why) if !why.contains("under way") => {
-                ApiError::invalid_argument(why)
-            }
-            other => hv_error(other),
-        })?;
+    // A job copies the disk: the image is `creating` until it is done.
+    let started = hv::create_image_from_vm_job(&vm.id, &new, &compute::caller(ctx));
+    let (image, job) = started.map_err(|e| match e {
+        hv::HvError::Conflict(why) if !why.contains("under way") => ApiError::invalid_argument(why),
+        hv::HvError::Invalid(why) if why.contains("cannot make images") => {
+            ApiError::new(422, "NotAvailable", why)
+        }
+        other => hv_error(other),
+    })?;
     Ok(Reply::created(
         image_json(&image),
         format!("/{}/images/{}", ctx.login(), image.id),
-    ))
+    )
+    .with_header("x-joyent-jobid", job))
 }
 
 /// This site has no link to another datacenter's image store: a known datacenter is
 /// refused as unreachable, an unknown one as invalid.
 fn import_from_datacenter(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let datacenter = ctx.inputs.required("datacenter")?;
-    ctx.inputs.required("id")?;
+    let id = ctx.inputs.required("id")?;
     if !ctx.settings.datacenters.contains_key(&datacenter) {
         return Err(ApiError::invalid_argument(format!(
             "datacenter {datacenter} does not exist"
         )));
+    }
+    if hv::get_image(&id).map_err(hv_error)?.is_some() {
+        return Err(ApiError::new(
+            409,
+            "ImageUuidAlreadyExistsError",
+            format!("image {id} already exists in this datacenter"),
+        ));
     }
     if datacenter == ctx.settings.datacenter_name {
         return Err(ApiError::invalid_argument(
             "the image is already in this datacenter",
         ));
     }
+    // Plugins have no outbound HTTP here, so the peer's CloudAPI cannot be asked.
     Err(ApiError::new(
         501,
         "NotImplemented",
@@ -259,11 +320,56 @@ pub fn action(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
                 "this datacenter has no Manta object store to export images to",
             ))
         }
-        "clone" | "share" | "unshare" => Err(ApiError::new(
-            501,
-            "NotImplemented",
-            format!("image {action} is not available: images are not shared between accounts here"),
-        )),
+        "share" | "unshare" => {
+            if !owns(ctx, &image) {
+                return Err(ApiError::new(
+                    403,
+                    "NotImageOwnerError",
+                    format!("image {} is not yours to share", image.id),
+                ));
+            }
+            let account = ctx.inputs.required("account")?;
+            if !crate::ids::is_uuid(&account) {
+                return Err(ApiError::invalid_argument(format!(
+                    "account {account:?} is not an account id"
+                )));
+            }
+            let mut ids = acl(&image);
+            ids.retain(|a| *a != account);
+            if action == "share" {
+                ids.push(account);
+            }
+            let mut extra = object(&image.extra);
+            extra.insert("acl".into(), json!(ids));
+            let updated = hv::update_image(
+                &image.id,
+                None,
+                None,
+                Some(&Value::Object(extra).to_string()),
+            )
+            .map_err(hv_error)?;
+            Ok(Reply::ok(image_json(&updated)))
+        }
+        "clone" => {
+            if owns(ctx, &image) {
+                return Err(ApiError::invalid_argument(format!(
+                    "image {} is yours already",
+                    image.id
+                )));
+            }
+            if !shared_with(&image, &ctx.account.id) {
+                return Err(ApiError::new(
+                    409,
+                    "ImageNotShared",
+                    format!("image {} is not shared with your account", image.id),
+                ));
+            }
+            Err(ApiError::new(
+                501,
+                "NotImplemented",
+                "image clone is not available: this site keys images by name and version, so an owned copy of the same name and version cannot exist",
+            ))
+        }
         other => Err(ApiError::invalid_argument(format!(
             "{other} is not a valid action"
         ))),

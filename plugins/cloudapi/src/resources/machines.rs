@@ -15,6 +15,7 @@ use tessera_sdk::hypervisor::{
 };
 use tessera_sdk::storage::{self, Collection, Filter};
 
+use crate::affinity;
 use crate::compute::{self, api_state, hv_error, object};
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
@@ -71,6 +72,7 @@ fn settle_resize(vm: &Vm, extras: &mut Extras, version: Option<u64>) -> ApiResul
 
 fn ensure_indexes() -> ApiResult<()> {
     EXTRAS.ensure_index("by_vm", &["vm"], true)?;
+    EXTRAS.ensure_index("by_account_brand", &["account", "brand"], false)?;
     Ok(())
 }
 
@@ -311,29 +313,82 @@ pub fn list(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
             query.tags.push(format!("{key}={value}"));
         }
     }
-    let brand_filter = inputs.string("brand")?;
-    let type_filter = inputs.string("type")?;
-    let page = hv::query_vms(&query).map_err(hv_error)?;
     let lookup = Lookup::load(ctx)?;
+    let more = kind_conditions(
+        ctx,
+        &lookup,
+        inputs.string("brand")?.as_deref(),
+        inputs.string("type")?.as_deref(),
+    )?;
+    let page = match more {
+        Some(more) => hv::query_vms_more(&query, &more),
+        None => hv::query_vms(&query),
+    }
+    .map_err(hv_error)?;
     let ids: Vec<String> = page.vms.iter().map(|vm| vm.id.clone()).collect();
     let extras = extras_of(&ids)?;
-    let mut out = Vec::with_capacity(page.vms.len());
-    for vm in &page.vms {
-        let machine = machine_json(vm, extras.get(&vm.id), &lookup);
-        // Brand and type come from the image, which the primitive does not join:
-        // they narrow the page.
-        if brand_filter
-            .as_deref()
-            .is_some_and(|b| machine["brand"] != b)
-            || type_filter.as_deref().is_some_and(|t| machine["type"] != t)
-        {
-            continue;
-        }
-        out.push(machine);
-    }
+    let out: Vec<Value> = page
+        .vms
+        .iter()
+        .map(|vm| machine_json(vm, extras.get(&vm.id), &lookup))
+        .collect();
     Ok(Reply::ok(Value::Array(out))
         .with_header("x-resource-count", page.total.to_string())
         .with_header("x-query-limit", limit.to_string()))
+}
+
+/// The `brand` and `type` filters as conditions the primitive's SQL applies,
+/// so paging and `x-resource-count` honour them. Both follow from the image's
+/// type, except `kvm` and `bhyve`, which the machine's extras tell apart.
+fn kind_conditions(
+    ctx: &Ctx<'_>,
+    lookup: &Lookup,
+    brand_filter: Option<&str>,
+    type_filter: Option<&str>,
+) -> ApiResult<Option<hv::VmQueryMore>> {
+    if brand_filter.is_none() && type_filter.is_none() {
+        return Ok(None);
+    }
+    let images: Vec<String> = lookup
+        .images
+        .values()
+        .filter(|image| {
+            let (kind, derived) = brand(Some(image), None);
+            let brand_ok = match brand_filter {
+                None => true,
+                // Only a virtual machine's image can give either.
+                Some("kvm" | "bhyve") => kind == "virtualmachine",
+                Some(b) => derived == b,
+            };
+            brand_ok && type_filter.is_none_or(|t| t == kind)
+        })
+        .map(|image| image.id.clone())
+        .collect();
+    let mut more = hv::VmQueryMore {
+        images: Some(images),
+        ids: None,
+        not_ids: Vec::new(),
+    };
+    if let Some(b @ ("kvm" | "bhyve")) = brand_filter {
+        ensure_indexes()?;
+        let kvm: Vec<String> = EXTRAS
+            .query()
+            .filter(Filter::and(vec![
+                Filter::eq("account", ctx.account.id.clone()),
+                Filter::eq("brand", "kvm"),
+            ]))
+            .fetch::<Extras>()?
+            .items
+            .into_iter()
+            .map(|item| item.value.vm)
+            .collect();
+        if b == "kvm" {
+            more.ids = Some(kvm);
+        } else {
+            more.not_ids = kvm;
+        }
+    }
+    Ok(Some(more))
 }
 
 pub fn get(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
@@ -400,14 +455,19 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
             image.state
         )));
     }
+    // The id is chosen here so the name can use it, as Triton's does.
+    let vm_id = crate::ids::new_uuid();
     let name = match inputs.string("name")? {
-        Some(name) if valid_name(&name) => name,
         Some(name) => {
-            return Err(ApiError::invalid_argument(format!(
-                "name {name:?} is invalid: use letters, digits, '_', '.' and '-', starting with a letter or digit"
-            )));
+            let name = name.replace("{{shortId}}", &vm_id[..8]);
+            if !valid_name(&name) {
+                return Err(ApiError::invalid_argument(format!(
+                    "name {name:?} is invalid: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+                )));
+            }
+            name
         }
-        None => crate::ids::new_uuid()[..8].to_string(),
+        None => vm_id[..8].to_string(),
     };
     let brand = match inputs.string("brand")? {
         None => None,
@@ -447,7 +507,8 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         metadata.insert("credentials".into(), credentials);
     }
     let networks = networks(ctx)?;
-    check_affinity(ctx)?;
+    let mut placement = placement(ctx)?;
+    placement.vm_id = Some(vm_id);
     // Checked before the VM exists; recorded on the volumes once it does.
     let mounts = crate::resources::volumes::mounts(ctx)?;
     let disk_mib = boot_disk(ctx, package.spec.disk)?;
@@ -463,7 +524,8 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         metadata: Value::Object(metadata).to_string(),
         deletion_protection: inputs.boolean("deletion_protection")?.unwrap_or(false),
     };
-    let (vm, _job) = hv::create_vm(&spec, &compute::caller(ctx)).map_err(|e| match e {
+    let created = hv::create_vm_placed(&spec, &placement, &compute::caller(ctx));
+    let (vm, _job) = created.map_err(|e| match e {
         hv::HvError::Conflict(why) => ApiError::invalid_argument(format!(
             "an instance named {} already exists: {why}",
             spec.name
@@ -510,29 +572,48 @@ fn networks(ctx: &Ctx<'_>) -> ApiResult<Vec<String>> {
         .collect()
 }
 
-/// Affinity rules (`instance==web`, `role!=~db`) and `locality` are checked for form;
-/// soft rules (`~`) are hints. Hard rules cannot be honoured (the primitive places
-/// VMs itself), so they are refused rather than silently ignored.
-fn check_affinity(ctx: &Ctx<'_>) -> ApiResult<()> {
-    for rule in ctx.inputs.strings("affinity")?.unwrap_or_default() {
-        let (_, value) = rule
-            .split_once("==")
-            .or_else(|| rule.split_once("!="))
-            .ok_or_else(|| ApiError::invalid_argument(format!("invalid affinity rule {rule:?}")))?;
-        if !value.starts_with('~') {
-            return Err(ApiError::invalid_argument(format!(
-                "hard affinity rule {rule:?} cannot be honoured here; use a soft rule (~)"
-            )));
-        }
+/// `affinity` and `locality` resolved against the account's machines to the
+/// nodes the new machine may (hard rules) or should (soft rules) go to.
+fn placement(ctx: &Ctx<'_>) -> ApiResult<hv::Placement> {
+    let rules = ctx
+        .inputs
+        .strings("affinity")?
+        .unwrap_or_default()
+        .iter()
+        .map(|rule| affinity::Rule::parse(rule))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let locality = ctx
+        .inputs
+        .raw("locality")
+        .filter(|l| !l.is_null())
+        .map(affinity::Locality::parse)
+        .transpose()?;
+    if rules.is_empty() && locality.is_none() {
+        return Ok(hv::Placement {
+            only_nodes: Vec::new(),
+            avoid_nodes: Vec::new(),
+            prefer_nodes: Vec::new(),
+            shun_nodes: Vec::new(),
+            vm_id: None,
+        });
     }
-    if let Some(locality) = ctx.inputs.raw("locality")
-        && locality.get("strict").and_then(Value::as_bool) == Some(true)
-    {
-        return Err(ApiError::invalid_argument(
-            "strict locality cannot be honoured here",
-        ));
-    }
-    Ok(())
+    let query = VmQuery {
+        filter: VmFilter {
+            owner: Some(ctx.account.id.clone()),
+            state: None,
+            name: None,
+            image: None,
+            node: None,
+            tag: None,
+            offset: 0,
+            limit: None,
+        },
+        tags: Vec::new(),
+        ram_mib: None,
+        tombstone: false,
+    };
+    let vms = hv::query_vms(&query).map_err(hv_error)?.vms;
+    affinity::placement(&rules, locality.as_ref(), &vms)
 }
 
 /// The boot disk: the package's size, or `disks[0].size` for a bhyve machine.

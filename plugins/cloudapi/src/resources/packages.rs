@@ -100,14 +100,17 @@ const SAMPLES: [(&str, u64, u64, u32, bool); 4] = [
 
 /// Every package of the site: the settings' and the kernel's presets, by name.
 pub fn all(settings: &Settings) -> Vec<Package> {
-    let presets = tessera_sdk::hypervisor::list_packages().unwrap_or_else(|e| {
+    let presets = tessera_sdk::hypervisor::list_packages_info().unwrap_or_else(|e| {
         tessera_sdk::warn!("kernel packages unavailable: {e:?}");
         Vec::new()
     });
     combine(settings, presets)
 }
 
-fn combine(settings: &Settings, presets: Vec<tessera_sdk::hypervisor::HvPackage>) -> Vec<Package> {
+fn combine(
+    settings: &Settings,
+    presets: Vec<tessera_sdk::hypervisor::HvPackageInfo>,
+) -> Vec<Package> {
     if settings.packages.is_empty() && presets.is_empty() {
         return SAMPLES
             .iter()
@@ -139,7 +142,8 @@ fn combine(settings: &Settings, presets: Vec<tessera_sdk::hypervisor::HvPackage>
             spec: spec.clone(),
         })
         .collect();
-    for preset in presets {
+    for info in presets {
+        let preset = info.package;
         if settings.packages.contains_key(&preset.name) {
             continue;
         }
@@ -153,9 +157,9 @@ fn combine(settings: &Settings, presets: Vec<tessera_sdk::hypervisor::HvPackage>
                 vcpus: preset.cpus,
                 swap: preset.swap_mib,
                 lwps: preset.lwps,
-                version: None,
-                group: None,
-                description: None,
+                version: info.version,
+                group: info.group,
+                description: info.description,
                 flexible_disk: false,
                 default: preset.is_default,
             },
@@ -186,18 +190,7 @@ pub fn matching(list: &[Package], vcpus: u32, memory: u64, disk: u64) -> Option<
 
 /// A name-based UUID (MD5, version 3 layout), so a package keeps its id across restarts.
 fn id_for(name: &str) -> String {
-    let mut b: [u8; 16] = Md5::digest(format!("tessera-package:{name}")).into();
-    b[6] = (b[6] & 0x0f) | 0x30;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    tessera_sdk::ids::uuid_from_md5(Md5::digest(format!("tessera-package:{name}")).into())
 }
 
 pub fn list(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
@@ -293,17 +286,22 @@ mod tests {
         assert!(!wildcard_match("exact", "exactly"));
     }
 
-    fn preset(name: &str, memory: u64) -> tessera_sdk::hypervisor::HvPackage {
-        tessera_sdk::hypervisor::HvPackage {
-            id: format!("id-{name}"),
-            name: name.into(),
-            cpus: 2,
-            ram_mib: memory,
-            disk_mib: 20_480,
-            swap_mib: None,
-            lwps: None,
-            is_default: false,
-            created: 0,
+    fn preset(name: &str, memory: u64) -> tessera_sdk::hypervisor::HvPackageInfo {
+        tessera_sdk::hypervisor::HvPackageInfo {
+            package: tessera_sdk::hypervisor::HvPackage {
+                id: format!("id-{name}"),
+                name: name.into(),
+                cpus: 2,
+                ram_mib: memory,
+                disk_mib: 20_480,
+                swap_mib: None,
+                lwps: None,
+                is_default: false,
+                created: 0,
+            },
+            version: Some("2.0.0".into()),
+            group: Some("kernel".into()),
+            description: None,
         }
     }
 
@@ -316,6 +314,8 @@ mod tests {
             (only_kernel[0].id.as_str(), only_kernel[0].spec.vcpus),
             ("id-k1", 2)
         );
+        assert_eq!(only_kernel[0].json()["version"], "2.0.0");
+        assert_eq!(only_kernel[0].json()["group"], "kernel");
         settings.packages.insert(
             "k1".into(),
             serde_json::from_value(json!({"memory": 999, "disk": 2048})).unwrap(),

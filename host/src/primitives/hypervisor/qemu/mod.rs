@@ -129,6 +129,20 @@ impl QemuBackend {
                 let name = parameters["name"].as_str().unwrap_or_default();
                 self.img().snapshot('a', name, &files.boot_disk())
             }
+            // `create-image-from-vm-job`: the copy the synchronous call makes,
+            // done by the job; a failure fails the (`creating`) image only.
+            Operation::CreateImage => {
+                let image = parameters["image"].as_str().unwrap_or_default();
+                let pending = self.images_dir.join(format!(".pending-{image}.qcow2"));
+                let file = self.images_dir.join(format!("{image}.qcow2"));
+                let copied = self.copy_boot_disk(vm, &pending).and_then(|()| {
+                    std::fs::rename(&pending, &file).map_err(|e| format!("{}: {e}", file.display()))
+                });
+                if copied.is_err() {
+                    let _ = std::fs::remove_file(&pending);
+                }
+                copied
+            }
             // Everything else changes only the inventory.
             _ => Ok(()),
         }
@@ -380,6 +394,16 @@ impl HypervisorBackend for QemuBackend {
             return Err(backend(format!("{}: {e}", file.display())));
         }
         Ok(created)
+    }
+
+    /// The image record (`creating`) now; its job copies the disk (`perform`).
+    fn create_image_from_vm_job(
+        &self,
+        id: &str,
+        image: &NewImage,
+        caller: &str,
+    ) -> Result<(Image, Transition), HvError> {
+        self.inventory.create_image_from_vm_job(id, image, caller)
     }
 
     /// Grows or shrinks the disk's qcow2 file after the inventory agreed
