@@ -24,6 +24,22 @@ use crate::{Request, Response};
 /// The header of the 101 that seeds the socket's state.
 pub const STATE_HEADER: &str = "tessera-socket-state";
 
+/// The header of the 101 that asks the kernel to splice the socket to a stream
+/// it owns (see [`splice_vm_console`]).
+pub const SPLICE_HEADER: &str = "tessera-socket-splice";
+
+/// Ask the kernel to join the accepted socket to VM `vm`'s console (RFB/VNC):
+/// when the hypervisor runs real VMs the kernel pumps binary frames both ways
+/// itself and `on_socket` is never called; on a backend with no real consoles
+/// (`sim`) the socket runs through `on_socket` as usual. Needs the
+/// `hypervisor` grant.
+pub fn splice_vm_console(mut response: Response, vm: &str) -> Response {
+    response
+        .headers
+        .push((SPLICE_HEADER.to_string(), format!("vm-console {vm}")));
+    response
+}
+
 /// Whether the request asks for a WebSocket (the kernel checks the rest of
 /// the handshake itself).
 pub fn is_upgrade(req: &Request) -> bool {

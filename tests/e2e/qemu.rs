@@ -14,7 +14,7 @@ use crate::harness::{Server, client, hello_vm_act, json, run_cli, test_site, wai
 
 const BANNER: &str = "TESSERA BOOT OK";
 
-fn qemu_present() -> bool {
+pub fn qemu_present() -> bool {
     let found = ["qemu-system-x86_64", "qemu-img"].iter().all(|program| {
         Command::new(program)
             .arg("--version")
@@ -30,7 +30,7 @@ fn qemu_present() -> bool {
 }
 
 /// A 1 MiB raw disk whose boot sector writes `BANNER` to COM1 and halts.
-fn boot_image(path: &Path) {
+pub fn boot_image(path: &Path) {
     let code: [u8; 22] = [
         0x31, 0xC0, // xor ax, ax
         0x8E, 0xD8, // mov ds, ax

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -28,6 +30,13 @@ use crate::runtime::{Socket, SocketEvent, SocketKernelEvent, SocketMessage, Sock
 /// The header of the plugin's 101 that seeds the socket's state; the kernel
 /// strips it from the handshake.
 pub const STATE_HEADER: &str = "tessera-socket-state";
+/// The header of the plugin's 101 that asks the kernel to splice the socket to
+/// a stream it owns: `vm-console <vm id>` (needs the `hypervisor` grant) joins
+/// it to the VM's console (RFB) when the backend runs real VMs. The kernel
+/// strips it from the handshake.
+pub const SPLICE_HEADER: &str = "tessera-socket-splice";
+/// Largest read from a spliced stream sent as one binary frame.
+const SPLICE_CHUNK: usize = 64 * 1024;
 /// Bound on the state a plugin keeps on a socket.
 const MAX_STATE_BYTES: usize = 64 * 1024;
 
@@ -67,6 +76,7 @@ pub fn accept(
     request: &crate::runtime::Request,
 ) -> Reply {
     let mut state = String::new();
+    let mut splice = None;
     let mut headers = vec![
         ("upgrade".to_string(), "websocket".to_string()),
         ("connection".to_string(), "Upgrade".to_string()),
@@ -79,6 +89,8 @@ pub fn accept(
         let lower = name.to_ascii_lowercase();
         if lower == STATE_HEADER {
             state = value;
+        } else if lower == SPLICE_HEADER {
+            splice = Some(value);
         } else if !matches!(
             lower.as_str(),
             "upgrade" | "connection" | "sec-websocket-accept" | "content-length"
@@ -115,7 +127,22 @@ pub fn accept(
                 )
                 .await;
                 kernel.metrics.socket_open(1);
-                run(&kernel, index, ws, socket).await;
+                match splice {
+                    Some(target) => match console(&kernel, index, &target).await {
+                        Ok(Some(stream)) => pump(ws, stream).await,
+                        // A backend with no real consoles: the plugin serves it.
+                        Ok(None) => run(&kernel, index, ws, socket).await,
+                        Err((code, reason)) => {
+                            let frame = CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            };
+                            let mut ws = ws;
+                            let _ = ws.close(Some(frame)).await;
+                        }
+                    },
+                    None => run(&kernel, index, ws, socket).await,
+                }
                 kernel.metrics.socket_open(-1);
             }
             Err(e) => tracing::debug!(error = %e, "the upgrade did not complete"),
@@ -198,6 +225,90 @@ async fn run(kernel: &Kernel, index: usize, mut ws: Ws, mut socket: Socket) {
             },
         }
     }
+}
+
+/// The stream a splice names, connected; `None` when the backend has no real
+/// console (the plugin's `on-socket` serves the socket then).
+async fn console(
+    kernel: &Kernel,
+    index: usize,
+    target: &str,
+) -> Result<Option<UnixStream>, (CloseCode, String)> {
+    let plugin = &kernel.runtime.plugins()[index];
+    let Some(vm) = target.strip_prefix("vm-console ").map(str::trim) else {
+        return Err((CloseCode::Policy, format!("no splice target {target:?}")));
+    };
+    let Some(compute) = plugin.ctx.compute.clone() else {
+        return Err((
+            CloseCode::Policy,
+            "vm-console needs the hypervisor grant".into(),
+        ));
+    };
+    let vm = vm.to_string();
+    let found = tokio::task::spawn_blocking(move || compute.hypervisor.console(&vm))
+        .await
+        .map_err(|e| (CloseCode::Error, format!("console lookup failed: {e}")))?;
+    let path = match found {
+        Ok(Some(path)) => path,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err((CloseCode::Error, format!("no console: {e}"))),
+    };
+    match UnixStream::connect(&path).await {
+        Ok(stream) => Ok(Some(stream)),
+        Err(e) => {
+            tracing::warn!(plugin = %plugin.ctx.name, path = %path.display(), error = %e,
+                "cannot reach a VM console");
+            Err((CloseCode::Error, "the console is not reachable".into()))
+        }
+    }
+}
+
+/// Moves bytes both ways between the WebSocket (binary frames) and the stream
+/// with no plugin call: one bounded chunk in flight each way, so a slow side
+/// holds the other back. Ends, closing both, when either side closes.
+async fn pump(ws: Ws, stream: UnixStream) {
+    let (mut sink, mut frames) = ws.split();
+    let (mut reader, mut writer) = stream.into_split();
+    let inbound = async {
+        while let Some(frame) = frames.next().await {
+            match frame {
+                Ok(Frame::Binary(data)) => {
+                    if writer.write_all(&data).await.is_err() {
+                        return (CloseCode::Away, "the console closed");
+                    }
+                }
+                Ok(Frame::Text(_)) => return (CloseCode::Unsupported, "binary frames only"),
+                Ok(Frame::Close(_)) | Err(_) => return (CloseCode::Normal, ""),
+                Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_)) => {}
+            }
+        }
+        (CloseCode::Normal, "")
+    };
+    let outbound = async {
+        let mut chunk = vec![0_u8; SPLICE_CHUNK];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => return (CloseCode::Away, "the console closed"),
+                Ok(n) => {
+                    if sink.send(Frame::binary(chunk[..n].to_vec())).await.is_err() {
+                        return (CloseCode::Normal, "");
+                    }
+                }
+            }
+        }
+    };
+    let (code, reason) = tokio::select! {
+        end = inbound => end,
+        end = outbound => end,
+    };
+    let _ = sink
+        .send(Frame::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+    let _ = sink.close().await;
+    let _ = writer.shutdown().await;
 }
 
 async fn next_event(

@@ -496,6 +496,13 @@ fn serve(
         api_version,
         now_ms,
     };
+    // SetRoleTags on a path whose own `PUT` updates the object (a fabric VLAN or
+    // network, an address, the config): the `role-tag` body says which is meant.
+    let endpoint = if request.method == "PUT" && ctx.inputs.has("role-tag") {
+        &SET_ROLE_TAGS
+    } else {
+        endpoint
+    };
     let reads = matches!(request.method.as_str(), "GET" | "HEAD");
     let resource = if ctx.caller.user.is_some() || reads {
         Some(resources::resolve(&ctx, &rest_segments(&request.subpath))?)

@@ -27,8 +27,62 @@
 
 use tessera_sdk::Router;
 
+use crate::context::Ctx;
+use crate::errors::ApiResult;
 use crate::resources::{changefeed, fabrics, firewall, networks, nics, vnc, volumes};
 use crate::{Endpoint, ep};
+
+/// The resource families whose role-tag paths `canonical` resolves.
+pub const FAMILIES: [&str; 4] = ["networks", "fabrics", "fwrules", "volumes"];
+
+/// The canonical path role tags of a part-3 object are kept under (after the login),
+/// and whether the object exists. Sub-paths are their object (`fwrules/ID/machines`
+/// is the rule, `networks/ID/ips/IP` the network); a network is `networks/ID` whether
+/// named by name, by id or by its fabric path, so one tag covers every way to it.
+pub fn canonical(ctx: &Ctx<'_>, segs: &[&str]) -> ApiResult<(Vec<String>, bool)> {
+    let out =
+        |parts: &[&str], exists: bool| Ok((parts.iter().map(|s| s.to_string()).collect(), exists));
+    let account = &ctx.account.id;
+    match segs {
+        ["networks"] | ["fwrules"] | ["volumes"] | ["fabrics", "default", "vlans"] => {
+            out(segs, true)
+        }
+        ["networks", id, ..] => match networks::find(ctx, id) {
+            Ok(network) => out(&["networks", network.id()], true),
+            Err(_) => out(segs, false),
+        },
+        ["fabrics", "default", "vlans", vlan, tail @ ..] => {
+            let found = match vlan.parse::<u16>() {
+                Ok(id) if id <= 4095 => fabrics::vlan(account, id)?,
+                _ => None,
+            };
+            let Some(found) = found else {
+                return out(segs, false);
+            };
+            let vlan_id = found.vlan_id.to_string();
+            match tail {
+                [] => out(&["fabrics", "default", "vlans", &vlan_id], true),
+                ["networks"] => out(&["fabrics", "default", "vlans", &vlan_id, "networks"], true),
+                ["networks", id] => match fabrics::network(account, id)? {
+                    Some(n) if n.value.vlan_id == found.vlan_id => {
+                        out(&["networks", &n.value.id], true)
+                    }
+                    _ => out(segs, false),
+                },
+                _ => out(segs, false),
+            }
+        }
+        ["fwrules", id, ..] => match firewall::existing(ctx, id) {
+            Ok(rule) => out(&["fwrules", &rule.key], true),
+            Err(_) => out(segs, false),
+        },
+        ["volumes", id] => match volumes::existing(ctx, id) {
+            Ok(volume) => out(&["volumes", &volume.key], true),
+            Err(_) => out(segs, false),
+        },
+        _ => out(segs, false),
+    }
+}
 
 const VLANS: &str = "/:account/fabrics/default/vlans";
 const VLAN: &str = "/:account/fabrics/default/vlans/:vlan_id";

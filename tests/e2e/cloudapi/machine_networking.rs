@@ -261,10 +261,10 @@ fn nics_firewall_rules_and_volumes_on_machines() {
     );
 }
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -273,7 +273,7 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 /// Blocking HTTP from inside the async test: on a plain thread, outside the runtime.
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|s| s.spawn(f).join().unwrap())
 }
 
@@ -284,7 +284,7 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-async fn connect(server: &Server, api: &Signer, path: &str) -> Ws {
+pub async fn connect(server: &Server, api: &Signer, path: &str) -> Ws {
     let host = server.base.trim_start_matches("http://").to_string();
     let url = format!(
         "{}{}",
@@ -299,7 +299,7 @@ async fn connect(server: &Server, api: &Signer, path: &str) -> Ws {
     ws
 }
 
-async fn next(ws: &mut Ws) -> Message {
+pub async fn next(ws: &mut Ws) -> Message {
     tokio::time::timeout(Duration::from_secs(20), ws.next())
         .await
         .expect("a frame in time")

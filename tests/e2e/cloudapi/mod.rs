@@ -8,7 +8,9 @@ mod machines;
 mod networking;
 mod protocol;
 mod rbac;
+mod rbac_networking;
 mod triton;
+mod vnc_qemu;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -6,14 +6,14 @@ use serde_json::json;
 use super::{KeyPair, Signer, account_with_key, assert_error, site};
 use crate::harness::Server;
 
-struct Rbac {
-    _server: Server,
-    alice: Signer,
-    bob: Signer,
+pub struct Rbac {
+    pub _server: Server,
+    pub alice: Signer,
+    pub bob: Signer,
 }
 
 /// alice (owner) with sub-user bob, who has his own key; roles and policies as given.
-fn setup(
+pub fn setup(
     policies: &[(&str, &[&str])],
     roles: &[(&str, bool, &[&str])],
     tags: &[(&str, &[&str])],
@@ -56,7 +56,7 @@ fn setup(
 }
 
 #[track_caller]
-fn expect(signer: &Signer, method: &str, path: &str, status: u16) {
+pub fn expect(signer: &Signer, method: &str, path: &str, status: u16) {
     let body = (method == "POST").then(|| json!({}));
     let got = signer.send(method, path, body.as_ref()).status().as_u16();
     assert_eq!(got, status, "{method} {path}");

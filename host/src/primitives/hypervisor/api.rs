@@ -687,6 +687,12 @@ pub trait HypervisorBackend: Send + Sync {
     fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError>;
     fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>, HvError>;
     fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError>;
+    /// The unix socket of a running VM's console (VNC/RFB), for a backend
+    /// that runs VMs; `None` for one that only simulates them.
+    fn console(&self, id: &str) -> Result<Option<std::path::PathBuf>, HvError> {
+        let _ = id;
+        Ok(None)
+    }
     fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError>;
     fn update_network(&self, id: &str, network: &NewNetwork) -> Result<Network, HvError>;
     fn delete_network(&self, id: &str) -> Result<(), HvError>;
@@ -1115,6 +1121,12 @@ impl Hypervisor {
     pub fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError> {
         check_principal("caller", caller)?;
         self.backend.remove_nic(id, mac, caller)
+    }
+
+    /// Where a running VM's console (RFB) listens, or `None` when the backend
+    /// runs no real VMs; `IllegalTransition` when the VM is not running.
+    pub fn console(&self, id: &str) -> Result<Option<std::path::PathBuf>, HvError> {
+        self.backend.console(id)
     }
 
     /// An owner-scoped network (checked: subnet, range, gateway, routes).

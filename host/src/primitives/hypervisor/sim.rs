@@ -3709,4 +3709,12 @@ mod tests {
         assert_eq!((all.len(), distinct.len()), (36, 36));
         Ok(())
     }
+
+    #[test]
+    fn a_simulated_vm_has_no_console_to_splice() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.running("quiet")?;
+        assert_eq!(site.hv.console(&vm.id)?, None);
+        Ok(())
+    }
 }

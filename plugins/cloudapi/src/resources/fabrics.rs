@@ -142,6 +142,13 @@ fn vlan_param(p: &Params) -> ApiResult<u16> {
         .ok_or_else(|| ApiError::not_found(format!("VLAN {text} does not exist")))
 }
 
+/// The account's VLAN `vlan_id`, if it has one.
+pub fn vlan(account: &str, vlan_id: u16) -> ApiResult<Option<Vlan>> {
+    Ok(VLANS
+        .get::<Vlan>(&vlan_key(account, vlan_id))?
+        .map(|v| v.value))
+}
+
 fn existing_vlan(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Versioned<Vlan>> {
     let vlan_id = vlan_param(p)?;
     VLANS

@@ -63,7 +63,7 @@ fn rules_of(account: &str) -> ApiResult<Vec<Versioned<StoredRule>>> {
         .items)
 }
 
-fn existing(ctx: &Ctx<'_>, id: &str) -> ApiResult<Versioned<StoredRule>> {
+pub(crate) fn existing(ctx: &Ctx<'_>, id: &str) -> ApiResult<Versioned<StoredRule>> {
     FWRULES
         .get::<StoredRule>(id)?
         .filter(|r| r.value.account == ctx.account.id)

@@ -118,6 +118,10 @@ fn canonical_tail(ctx: &Ctx<'_>, rest: &[String]) -> ApiResult<(Vec<String>, boo
             Some(found) => out(&["packages", &found.id], true),
             None => out(&segs, false),
         },
+        // Part 3's networks, fabrics, firewall rules and volumes.
+        [kind, ..] if crate::network_routes::FAMILIES.contains(kind) => {
+            crate::network_routes::canonical(ctx, &segs)
+        }
         // Families served by later parts: the path as given; a well-formed id is taken
         // to exist until those families can check it.
         [kind, ..] if OTHER_FAMILIES.contains(kind) => out(&segs, segs.len() <= 2),

@@ -1,11 +1,14 @@
 //! ConnectMachineVNC: a WebSocket speaking RFB (VNC) for a running machine.
 //!
-//! Plugins cannot open the hypervisor's VNC socket, so this serves the RFB 3.8
+//! The 101 asks the kernel to splice the socket to the VM's console
+//! (`tessera-socket-splice: vm-console <id>`): on the `qemu` backend the kernel then
+//! pumps the client's binary frames to and from the VM's real VNC socket
+//! (`<data>/qemu/vms/<id>/vnc.sock`) with no plugin call per frame. A backend with no
+//! real consoles (`sim`) hands the socket back to this plugin, which serves the RFB 3.8
 //! handshake itself — ProtocolVersion, security type None, SecurityResult OK,
 //! ServerInit with the machine's name — and answers each FramebufferUpdateRequest
-//! with an empty update. A client sees a console that connects and stays blank; the
-//! socket closes when the machine stops. Proxying a qemu VM's real
-//! `<data>/qemu/vms/<id>/vnc.sock` needs a socket-bridging kernel reply (not there yet).
+//! with an empty update: a console that connects and stays blank, and closes when the
+//! machine stops.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,13 +66,15 @@ pub fn open(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
         ));
     }
     require_upgrade(ctx)?;
+    let splice = format!("vm-console {}", vm.id);
     let state = VncState {
         kind: KIND.into(),
         vm: vm.id,
         name: vm.name,
         phase: Phase::Version,
     };
-    Ok(accept(&serde_json::to_string(&state).unwrap_or_default()))
+    Ok(accept(&serde_json::to_string(&state).unwrap_or_default())
+        .with_header(tessera_sdk::sockets::SPLICE_HEADER, splice))
 }
 
 /// The server's first message.

@@ -120,7 +120,7 @@ fn is_active(id: &str) -> bool {
     }
 }
 
-fn existing(ctx: &Ctx<'_>, id: &str) -> ApiResult<Versioned<Volume>> {
+pub(crate) fn existing(ctx: &Ctx<'_>, id: &str) -> ApiResult<Versioned<Volume>> {
     VOLUMES
         .get::<Volume>(id)?
         .filter(|v| v.value.account == ctx.account.id)

@@ -514,6 +514,15 @@ impl HypervisorBackend for QemuBackend {
         self.inventory.remove_nic(id, mac, caller)
     }
 
+    fn console(&self, id: &str) -> Result<Option<PathBuf>, HvError> {
+        let vm = self.vm(id)?;
+        let files = self.files(&vm.id);
+        if vm.state != VmState::Running || files.running_pid().is_none() {
+            return Err(HvError::IllegalTransition(vm.state.as_str().into()));
+        }
+        Ok(Some(files.vnc))
+    }
+
     // Networks are inventory only: a VM's NICs are user-mode networking.
     fn create_network(&self, network: &NewNetwork) -> Result<Network, HvError> {
         self.inventory.create_network(network)
