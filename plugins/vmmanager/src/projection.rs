@@ -273,3 +273,41 @@ fn disk_writes(host: &Value, vm: &Vm) -> ApiResult<Vec<Write>> {
     }
     Ok(writes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(creator: &str, metadata: &str) -> Vm {
+        Vm {
+            id: "v".into(),
+            name: "n".into(),
+            owner: "o".into(),
+            node: None,
+            image: "i".into(),
+            cpus: 1,
+            ram_mib: 512,
+            disk_mib: 1024,
+            state: VmState::Running,
+            ips: Vec::new(),
+            nics: Vec::new(),
+            disks: Vec::new(),
+            tags: "{}".into(),
+            metadata: metadata.into(),
+            deletion_protection: false,
+            created: 0,
+            updated: 0,
+            creator: creator.into(),
+        }
+    }
+
+    #[test]
+    fn only_this_plugins_own_vms_are_trusted_with_its_marks() {
+        let metadata = r#"{"vmmanager": {"host": 7, "cluster": 2}}"#;
+        assert_eq!(own_marks(&vm(CREATOR, metadata))[marks::HOST], 7);
+        // Another family may write any metadata: it must not pick a host id or cluster.
+        assert!(own_marks(&vm("cloudapi", metadata)).is_null());
+        assert!(own_marks(&vm(CREATOR, "not json")).is_null());
+        assert!(own_marks(&vm(CREATOR, "{}")).is_null());
+    }
+}
