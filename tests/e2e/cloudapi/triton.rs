@@ -586,3 +586,150 @@ fn triton_image_create_share_and_affinity() {
     assert_ne!(code, 0);
     assert!(err.contains("affinity"), "{err}");
 }
+
+#[test]
+fn triton_instance_nics_fwrules_and_changefeed() {
+    let Some(t) = Triton::setup() else { return };
+    let api = t.api();
+    let out = t.ok(&[
+        "instance",
+        "create",
+        "-w",
+        "alpine-3.20",
+        "sample-512M",
+        "-n",
+        "web1",
+        "-t",
+        "role=web",
+    ]);
+    assert!(out.contains("Created instance web1"), "{out}");
+    let machine: serde_json::Value =
+        serde_json::from_str(t.ok(&["instance", "get", "-j", "web1"]).trim()).unwrap();
+    let id = machine["id"].as_str().unwrap().to_string();
+    let (status, _, _) = status_json(api.post(
+        "/my/fabrics/default/vlans",
+        &json!({"name": "back", "vlan_id": 5}),
+    ));
+    assert_eq!(status, 201);
+    let (status, _, net) = status_json(api.post(
+        "/my/fabrics/default/vlans/5/networks",
+        &json!({"name": "fab5", "subnet": "10.5.0.0/24",
+                "provision_start_ip": "10.5.0.10", "provision_end_ip": "10.5.0.20"}),
+    ));
+    assert_eq!(status, 201, "{net}");
+
+    // NICs: list, create on the fabric network (by name) and wait, get, delete.
+    let nics = json_lines(&t.ok(&["instance", "nic", "list", "-j", "web1"]));
+    assert_eq!(nics.len(), 1, "{nics:?}");
+    assert!(nics[0]["ip"].as_str().unwrap().starts_with("10.88."));
+    let out = t.ok(&["instance", "nic", "create", "-w", "web1", "fab5"]);
+    assert!(out.contains("Created NIC"), "{out}");
+    let nics = json_lines(&t.ok(&["instance", "nic", "list", "-j", "web1"]));
+    let added = nics
+        .iter()
+        .find(|n| n["ip"] == "10.5.0.10")
+        .unwrap_or_else(|| panic!("a NIC on fab5: {nics:?}"));
+    let mac = added["mac"].as_str().unwrap().to_string();
+    let got: serde_json::Value =
+        serde_json::from_str(t.ok(&["instance", "nic", "get", "web1", &mac]).trim()).unwrap();
+    assert_eq!(
+        (&got["network"], &got["netmask"]),
+        (&net["id"], &json!("255.255.255.0"))
+    );
+    let (code, _, err) = t.run(&["instance", "nic", "create", "web1", "no-such-net"]);
+    assert_ne!(code, 0, "{err}");
+    let out = t.ok(&["instance", "nic", "delete", "-f", "web1", &mac]);
+    assert!(out.contains("Deleted NIC"), "{out}");
+    assert_eq!(
+        json_lines(&t.ok(&["instance", "nic", "list", "-j", "web1"])).len(),
+        1
+    );
+
+    // Which instances a rule applies to, and which rules an instance has.
+    t.ok(&[
+        "fwrule",
+        "create",
+        "FROM any TO tag role=web ALLOW tcp PORT 80",
+    ]);
+    t.ok(&[
+        "fwrule",
+        "create",
+        "FROM any TO tag role=db ALLOW tcp PORT 5432",
+    ]);
+    let rules = json_lines(&t.ok(&["fwrule", "list", "-j"]));
+    let rule_id = |port: &str| -> String {
+        rules
+            .iter()
+            .find(|r| r["rule"].as_str().unwrap().ends_with(port))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (web_rule, db_rule) = (rule_id("PORT 80"), rule_id("PORT 5432"));
+    let out = t.ok(&["fwrule", "instances", "-H", "-o", "name", &web_rule]);
+    assert_eq!(out.trim(), "web1");
+    let out = t.ok(&["fwrule", "instances", "-H", "-o", "name", &db_rule]);
+    assert_eq!(out.trim(), "");
+    let out = t.ok(&["instance", "fwrules", "-H", "-o", "id", "web1"]);
+    assert_eq!(out.trim(), web_rule);
+    let (code, _, _) = t.run(&["instance", "fwrules", "no-such-instance"]);
+    assert_ne!(code, 0);
+
+    // The changefeed: registered for web1, it sees web1 stop.
+    let mut feed = std::process::Command::new(&t.bin)
+        .args(["-U", &t.server.base, "-a", "alice", "-k", &t.md5])
+        .args(["changefeed", "--json", "--instances", &id])
+        .env("HOME", t.home.path())
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("TRITON_PROFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("triton changefeed");
+    let stdout = feed.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Touch the tags until the feed reports a change: it is registered from then on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        let touched = api.post(
+            &format!("/my/machines/{id}/tags"),
+            &json!({"touched": "yes"}),
+        );
+        assert!(touched.status().is_success());
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changefeed said nothing"
+        );
+    };
+    let change: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(change["changedResourceId"], id.as_str(), "{change}");
+    assert_eq!(change["changeKind"]["subResources"], json!(["tags"]));
+    t.ok(&["instance", "stop", "-w", "web1"]);
+    let mut states = Vec::new();
+    while !states.iter().any(|s| s == "stopped") {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no stop in the changefeed: {states:?}"));
+        let change: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(change["changedResourceId"], id.as_str(), "{change}");
+        states.push(change["resourceState"].as_str().unwrap_or("").to_string());
+    }
+    assert!(states.contains(&"stopping".to_string()), "{states:?}");
+    let _ = feed.kill();
+    let _ = feed.wait();
+}
