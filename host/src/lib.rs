@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod primitives;
 pub mod router;

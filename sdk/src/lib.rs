@@ -58,6 +58,21 @@ pub trait Plugin {
         ))
     }
 
+    /// The kernel refused the request before the plugin saw it whole (a body over
+    /// the mount's limit: 413); answer in the family's own error envelope.
+    /// `req` is the request without its body. The default is the kernel's
+    /// envelope `{"code", "message", "request_id"}`.
+    fn refuse(req: &Request, refusal: &Refusal) -> Response {
+        Response::json(
+            refusal.status,
+            &serde_json::json!({
+                "code": refusal.code,
+                "message": refusal.message,
+                "request_id": req.request_id,
+            }),
+        )
+    }
+
     /// Plugins that accept no WebSockets keep this default (they never
     /// answer an upgrade with 101, so it is not called).
     fn on_socket(socket: sockets::Socket, event: sockets::SocketEvent) -> sockets::SocketReply {
@@ -66,16 +81,51 @@ pub trait Plugin {
     }
 }
 
+/// The method the kernel calls `handle` with to have a refusal phrased (see
+/// [`Plugin::refuse`]); no route answers it. The kernel keeps the same names.
+pub const REFUSAL_METHOD: &str = "TESSERA-REFUSAL";
+const REFUSAL_STATUS: &str = "tessera-refusal-status";
+const REFUSAL_CODE: &str = "tessera-refusal-code";
+const REFUSAL_MESSAGE: &str = "tessera-refusal-message";
+
+/// A request the kernel refused: the status, the kernel's error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// The refusal a request carries, if the kernel sent one.
+pub fn refusal(req: &Request) -> Option<Refusal> {
+    if req.method != REFUSAL_METHOD {
+        return None;
+    }
+    let status = req.header(REFUSAL_STATUS)?.parse().ok()?;
+    Some(Refusal {
+        status,
+        code: req.header(REFUSAL_CODE).unwrap_or("Refused").to_string(),
+        message: req.header(REFUSAL_MESSAGE).unwrap_or_default().to_string(),
+    })
+}
+
 /// Export a [`Plugin`] implementation as the component's `handler`,
 /// `jobs-runner` and `socket-handler`.
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        // The component exports exist only in the wasm build: natively the
+        // plugin is an ordinary library (unit tests, and the e2e tests read
+        // its route table), and several plugins may link into one binary.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct TesseraExports;
             impl $crate::bindings::exports::tessera::kernel::handler::Guest for TesseraExports {
                 fn handle(req: $crate::Request) -> $crate::Response {
-                    <$plugin as $crate::Plugin>::handle(req)
+                    match $crate::refusal(&req) {
+                        Some(refusal) => <$plugin as $crate::Plugin>::refuse(&req, &refusal),
+                        None => <$plugin as $crate::Plugin>::handle(req),
+                    }
                 }
             }
             impl $crate::bindings::exports::tessera::kernel::jobs_runner::Guest for TesseraExports {
@@ -92,6 +142,18 @@ macro_rules! export_plugin {
                 }
             }
     $crate::bindings::__export_plugin_world!(TesseraExports with_types_in $crate::bindings);
+        };
+        // Natively nothing calls the entry points; keep them (and every
+        // handler they reach) live so dead-code analysis stays meaningful.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = {
+            #[allow(dead_code)]
+            fn entry_points() {
+                let _ = <$plugin as $crate::Plugin>::handle;
+                let _ = <$plugin as $crate::Plugin>::refuse;
+                let _ = <$plugin as $crate::Plugin>::run_job;
+                let _ = <$plugin as $crate::Plugin>::on_socket;
+            }
         };
     };
 }

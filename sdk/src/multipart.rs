@@ -168,11 +168,73 @@ fn skip_line_end(rest: &[u8]) -> Option<&[u8]> {
     trimmed.strip_prefix(b"\r\n")
 }
 
+/// Linear in the haystack whatever the input (Two-Way search): a body of
+/// almost-boundaries cannot make the scan quadratic.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || haystack.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
+}
+
+/// Fuzzing entry point: the first line of `data` is a `Content-Type` value (its
+/// boundary, else `b`), the rest a body. Parses or is refused, never panics; what
+/// parses re-encodes to a body that parses to the same form. The `cargo fuzz` target
+/// in `fuzz/` and this module's property tests share it and the seed corpus
+/// `fuzz/corpus/multipart/`.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let (head, body) = match memchr::memchr(b'\n', data) {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    let content_type = String::from_utf8_lossy(head);
+    let boundary = boundary(content_type.trim_end()).unwrap_or_else(|| "b".into());
+    if let Ok(form) = parse(body, &boundary) {
+        // Parts whose data holds the delimiter cannot be re-encoded under it.
+        let delimiter = format!("\r\n--{boundary}");
+        if form
+            .parts
+            .iter()
+            .all(|p| find(&p.data, delimiter.as_bytes()).is_none() && encodable(p))
+        {
+            let again = encode(&form, &boundary);
+            assert_eq!(parse(&again, &boundary).as_ref(), Ok(&form));
+        }
+    }
+}
+
+/// Whether a part's header values survive quoting (no quotes, backslashes or line
+/// breaks, which RFC 7578 clients percent-encode instead).
+fn encodable(part: &Part) -> bool {
+    let plain = |s: &str| !s.contains(['"', '\\', '\r', '\n', ';']) && s.trim() == s;
+    plain(&part.name)
+        && part.filename.as_deref().is_none_or(plain)
+        && part
+            .content_type
+            .as_deref()
+            .is_none_or(|c| plain(c) && !c.is_empty())
+}
+
+/// A form as a client writes it.
+fn encode(form: &Form, boundary: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in &form.parts {
+        out.extend(format!("--{boundary}\r\n").bytes());
+        out.extend(format!("Content-Disposition: form-data; name=\"{}\"", part.name).bytes());
+        if let Some(filename) = &part.filename {
+            out.extend(format!("; filename=\"{filename}\"").bytes());
+        }
+        out.extend(b"\r\n");
+        if let Some(content_type) = &part.content_type {
+            out.extend(format!("Content-Type: {content_type}\r\n").bytes());
+        }
+        out.extend(b"\r\n");
+        out.extend(&part.data);
+        out.extend(b"\r\n");
+    }
+    out.extend(format!("--{boundary}--\r\n").bytes());
+    out
 }
 
 #[cfg(test)]
@@ -233,5 +295,84 @@ Content-Type: application/octet-stream\r\n\r\n\
             );
         }
         assert_eq!(parse(b"--b--\r\n", "b").unwrap().parts.len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn corpus() -> Vec<Vec<u8>> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/multipart");
+        let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+            .collect();
+        assert!(!files.is_empty(), "{dir} is empty");
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn the_seed_corpus_replays_and_parses() {
+        for data in corpus() {
+            fuzz(&data);
+            let at = data.iter().position(|b| *b == b'\n').unwrap();
+            let content_type = std::str::from_utf8(&data[..at]).unwrap();
+            let boundary = boundary(content_type).expect("a seed names its boundary");
+            assert!(parse(&data[at + 1..], &boundary).is_ok(), "{content_type}");
+        }
+    }
+
+    fn part() -> impl Strategy<Value = Part> {
+        (
+            "[a-zA-Z0-9_.-]{1,12}",
+            prop::option::of("[a-zA-Z0-9_. -]{1,12}"),
+            prop::option::of("[a-z]{1,8}/[a-z0-9.+-]{1,12}"),
+            prop::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(name, filename, content_type, data)| Part {
+                name,
+                filename: filename
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty()),
+                content_type,
+                data,
+            })
+    }
+
+    proptest! {
+        /// A form a client writes parses back to the same parts.
+        #[test]
+        fn written_forms_parse_back(
+            parts in prop::collection::vec(part(), 0..6),
+            boundary in "[a-zA-Z0-9'()+_,-./:=?]{1,70}",
+        ) {
+            let form = Form { parts };
+            let delimiter = format!("\r\n--{boundary}");
+            prop_assume!(form.parts.iter().all(|p| find(&p.data, delimiter.as_bytes()).is_none()));
+            let body = encode(&form, &boundary);
+            prop_assert_eq!(parse(&body, &boundary), Ok(form));
+        }
+
+        #[test]
+        fn mutated_seeds_never_panic(
+            i in any::<usize>(),
+            at in any::<usize>(),
+            insert in prop::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let seeds = corpus();
+            let mut seed = seeds[i % seeds.len()].clone();
+            let at = at % (seed.len() + 1);
+            seed.splice(at..at, insert);
+            fuzz(&seed);
+        }
+
+        #[test]
+        fn any_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            fuzz(&data);
+        }
     }
 }

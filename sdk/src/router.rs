@@ -28,6 +28,7 @@ enum Segment {
 
 struct Route<H> {
     method: &'static str,
+    text: &'static str,
     pattern: Vec<Segment>,
     handler: H,
 }
@@ -61,10 +62,17 @@ impl<H> Router<H> {
     pub fn add(mut self, method: &'static str, pattern: &'static str, handler: H) -> Self {
         self.routes.push(Route {
             method,
+            text: pattern,
             pattern: parse_pattern(pattern),
             handler,
         });
         self
+    }
+
+    /// Every route as `(method, pattern)`, in the order added: what a plugin
+    /// exposes so tests can visit each route (a new route cannot be missed).
+    pub fn table(&self) -> Vec<(&'static str, &'static str)> {
+        self.routes.iter().map(|r| (r.method, r.text)).collect()
     }
 
     /// Find the handler for a method and a path (the request's `subpath`).
@@ -168,6 +176,15 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_table_lists_every_route_in_order() {
+        let table = router().table();
+        assert_eq!(table.len(), 6);
+        assert_eq!(table[0], ("GET", "/notes"));
+        assert_eq!(table[4], ("GET", "/files/*rest"));
+        assert_eq!(table[5], ("*", "/any"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod identity_cli;
 mod jobs;
 mod kernel_routes;
 mod lifecycle;
+mod matrix;
 mod qemu;
 mod routing;
 mod soak;

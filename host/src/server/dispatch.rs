@@ -96,28 +96,19 @@ async fn route(
     let (parts, body) = req.into_parts();
     let body = match read_body(body, plugin.ctx.limits.body_limit_bytes, &parts.headers).await {
         Ok(body) => body,
+        Err(refused) if refused(request_id).status == 413 => {
+            let request = refusal_request(
+                wit_request(&parts, mount, subpath, Vec::new(), peer, request_id),
+                &refused(request_id),
+            );
+            return (
+                index,
+                refuse(kernel, index, &request, refused(request_id)).await,
+            );
+        }
         Err(reply) => return (index, reply(request_id)),
     };
-    let request = Request {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        mount,
-        subpath,
-        query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body,
-        peer: peer.to_string(),
-        request_id: request_id.to_string(),
-    };
+    let request = wit_request(&parts, mount, subpath, body, peer, request_id);
     kernel.metrics.instance_created();
     let reply = match kernel
         .runtime
@@ -150,6 +141,74 @@ async fn route(
         }
     };
     (index, reply)
+}
+
+/// How an HTTP request becomes the WIT request a plugin's `handle` gets: header
+/// values that are not UTF-8 are converted lossily, never refused.
+pub fn wit_request(
+    parts: &hyper::http::request::Parts,
+    mount: String,
+    subpath: String,
+    body: Vec<u8>,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Request {
+    Request {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        mount,
+        subpath,
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        peer: peer.to_string(),
+        request_id: request_id.to_string(),
+    }
+}
+
+/// The method and headers with which the kernel asks a plugin to phrase a refusal in
+/// its family's envelope (the SDK's `Plugin::refuse`; the same names as the SDK's).
+const REFUSAL_METHOD: &str = "TESSERA-REFUSAL";
+
+/// `request` (without its body) turned into a refusal for the plugin to phrase.
+pub fn refusal_request(mut request: Request, refusal: &Reply) -> Request {
+    let body: serde_json::Value = serde_json::from_slice(&refusal.body).unwrap_or_default();
+    let field = |name: &str| body[name].as_str().unwrap_or_default().to_string();
+    request.method = REFUSAL_METHOD.to_string();
+    request.body.clear();
+    request
+        .headers
+        .retain(|(name, _)| !name.to_ascii_lowercase().starts_with("tessera-refusal-"));
+    request.headers.extend([
+        ("tessera-refusal-status".into(), refusal.status.to_string()),
+        ("tessera-refusal-code".into(), field("code")),
+        ("tessera-refusal-message".into(), field("message")),
+    ]);
+    request
+}
+
+/// The plugin's phrasing of a refusal, if it answers with the refusal's status;
+/// else (a plugin built without the SDK's `refuse`, a failure) the kernel's own.
+async fn refuse(kernel: &Arc<Kernel>, index: usize, request: &Request, own: Reply) -> Reply {
+    kernel.metrics.instance_created();
+    let request_id: Arc<str> = Arc::from(request.request_id.as_str());
+    match kernel.runtime.handle(index, request, request_id).await {
+        Ok(response) if response.status == own.status => Reply {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        },
+        _ => own,
+    }
 }
 
 type ReplyFn = fn(&str) -> Reply;

@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM and graceful restart on request (`listeners.rs`).
 
 mod dispatch;
+pub(crate) use dispatch::wit_request;
 mod kernel_routes;
 pub mod listeners;
 mod sockets;

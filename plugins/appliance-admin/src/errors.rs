@@ -56,6 +56,7 @@ pub fn status_line(status: u16) -> String {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        413 => "Payload Too Large",
         500 => "Internal Server Error",
         _ => "",
     };

@@ -25,6 +25,8 @@
 
 mod auth;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod routes;
 mod settings;
 mod state;
@@ -82,6 +84,10 @@ impl Plugin for ApplianceAdmin {
         answer(&req).unwrap_or_else(ApiError::into_response)
     }
 
+    fn refuse(_: &Request, refusal: &tessera_sdk::Refusal) -> Response {
+        ApiError::new(refusal.status, &refusal.message).into_response()
+    }
+
     fn run_job(job: Job) -> JobOutcome {
         match job.kind.as_str() {
             update::JOB_KIND => update::run(&job),
@@ -122,3 +128,8 @@ fn answer(req: &Request) -> ApiResult {
 }
 
 tessera_sdk::export_plugin!(ApplianceAdmin);
+
+/// Every route as `(method, pattern)`: what tests visit route by route.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    router().table()
+}

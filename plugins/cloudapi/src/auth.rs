@@ -72,7 +72,33 @@ pub fn authenticate(request: &Request, now_ms: u64) -> ApiResult<Caller> {
 }
 
 fn authenticate_presigned(request: &Request, now_ms: u64) -> ApiResult<Caller> {
-    let param = |name: &str| tessera_sdk::query::get(&request.query, name);
+    let url = read_presigned(&request.query, &request.method, now_ms)?;
+    let host = request
+        .header("host")
+        .ok_or_else(|| ApiError::missing_auth_parameter("Host header is required"))?;
+    let signed = presigned_string(&url.methods, host, &request.path, &request.query);
+    verify(
+        request,
+        &url.key_id,
+        &url.algorithm,
+        &signed,
+        &url.signature,
+    )
+}
+
+/// A pre-signed URL's parameters, checked before any key is looked up.
+pub struct Presigned {
+    pub key_id: String,
+    pub algorithm: String,
+    pub signature: String,
+    /// The `method` list as signed (the request's method when absent).
+    pub methods: String,
+}
+
+/// Reads `keyId`, `algorithm`, `expires`, `method` and `signature` from a query and
+/// checks the expiry and that `method` allows the request's.
+pub fn read_presigned(query: &str, method: &str, now_ms: u64) -> ApiResult<Presigned> {
+    let param = |name: &str| tessera_sdk::query::get(query, name);
     let key_id = param("keyId").unwrap_or_default();
     let signature = param("signature").unwrap_or_default();
     let algorithm = param("algorithm")
@@ -92,22 +118,22 @@ fn authenticate_presigned(request: &Request, now_ms: u64) -> ApiResult<Caller> {
         Some(list) => {
             let allowed = list
                 .split(',')
-                .any(|m| m.trim().eq_ignore_ascii_case(&request.method));
+                .any(|m| m.trim().eq_ignore_ascii_case(method));
             if !allowed {
                 return Err(ApiError::invalid_credentials(format!(
-                    "the pre-signed URL does not allow {}",
-                    request.method
+                    "the pre-signed URL does not allow {method}"
                 )));
             }
             list
         }
-        None => request.method.clone(),
+        None => method.to_string(),
     };
-    let host = request
-        .header("host")
-        .ok_or_else(|| ApiError::missing_auth_parameter("Host header is required"))?;
-    let signed = presigned_string(&methods, host, &request.path, &request.query);
-    verify(request, &key_id, &algorithm, &signed, &signature)
+    Ok(Presigned {
+        key_id,
+        algorithm,
+        signature,
+        methods,
+    })
 }
 
 fn check_skew(date: &str, now_ms: u64) -> ApiResult<()> {

@@ -52,6 +52,8 @@ mod auth;
 mod compute;
 mod context;
 mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 mod fwrule;
 mod ids;
 mod model;
@@ -414,6 +416,12 @@ impl Plugin for CloudApi {
         )
     }
 
+    fn refuse(_: &Request, refusal: &tessera_sdk::Refusal) -> Response {
+        // restify's name for a body over the limit.
+        let error = ApiError::new(refusal.status, "RequestEntityTooLarge", &refusal.message);
+        Response::json(error.status, &error.body())
+    }
+
     fn run_job(job: tessera_sdk::Job) -> tessera_sdk::JobOutcome {
         match job.kind.split('.').next() {
             Some("volume") => resources::volumes::run_job(&job),
@@ -433,6 +441,16 @@ impl Plugin for CloudApi {
 }
 
 tessera_sdk::export_plugin!(CloudApi);
+
+/// Every route as `(method, pattern)`, with the two answered outside the
+/// router: `/--ping` and SetRoleTags (`PUT` on any resource path, listed once
+/// as `PUT /:account/*path`). Tests visit the table route by route.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    let mut table = vec![("GET", "/--ping")];
+    table.extend(routes().table());
+    table.push(("PUT", "/:account/*path"));
+    table
+}
 
 fn allowed_methods(routes: &Router<Endpoint>, path: &str) -> Vec<&'static str> {
     let mut methods: Vec<&'static str> = METHODS

@@ -12,6 +12,8 @@ use tessera_sdk::storage;
 pub mod code {
     // General.
     pub const UNKNOWN_ACTION: u32 = 404_000;
+    /// The body is over the site's limit (the kernel refused it unread).
+    pub const BODY_TOO_LARGE: u32 = 413_000;
     pub const INTERNAL: u32 = 500_000;
     pub const API_DISABLED: u32 = 500_022;
     pub const NO_DEFAULT_REALM: u32 = 500_023;

@@ -101,6 +101,14 @@ impl Plugin for FossCloud {
             Err(error) => error.into_response(),
         }
     }
+
+    fn refuse(_: &Request, refusal: &tessera_sdk::Refusal) -> Response {
+        let code = match refusal.status {
+            413 => code::BODY_TOO_LARGE,
+            status => u32::from(status) * 1000,
+        };
+        ApiError::new(code, refusal.message.clone()).into_response()
+    }
 }
 
 fn serve(req: &Request) -> Result<Reply, ApiError> {
@@ -143,6 +151,12 @@ fn split_realm(path: &str) -> (&str, Option<String>) {
 }
 
 tessera_sdk::export_plugin!(FossCloud);
+
+/// Every route as `(method, pattern)`: what tests visit route by route (each
+/// also answers with a `/realm/<id>` suffix).
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    routes().table()
+}
 
 #[cfg(test)]
 mod tests {

@@ -126,6 +126,10 @@ impl Plugin for TiCrypt {
     fn handle(req: Request) -> Response {
         dispatch(&req).unwrap_or_else(ApiError::into_response)
     }
+
+    fn refuse(_: &Request, refusal: &tessera_sdk::Refusal) -> Response {
+        ApiError::new(refusal.status, "PayloadTooLarge", &refusal.message).into_response()
+    }
 }
 
 fn dispatch(req: &Request) -> ApiResult<Response> {
@@ -157,3 +161,8 @@ fn dispatch(req: &Request) -> ApiResult<Response> {
 }
 
 tessera_sdk::export_plugin!(TiCrypt);
+
+/// Every route as `(method, pattern)`: what tests visit route by route.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    routes().table()
+}

@@ -27,6 +27,8 @@
 mod auth;
 mod errors;
 mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hosts;
 mod inventory;
 mod listing;
@@ -98,7 +100,9 @@ impl Plugin for VmManager {
             trimmed => trimmed,
         };
         let result = match routes.route(&req.method, path) {
-            RouteMatch::Found(handler, params) => handler(&req, &params),
+            RouteMatch::Found(handler, params) => {
+                check_body(&req).and_then(|()| handler(&req, &params))
+            }
             RouteMatch::MethodNotAllowed(allowed) => {
                 Err(
                     ApiError::new(405, code::METHOD_NOT_ALLOWED, "Method not allowed")
@@ -111,6 +115,10 @@ impl Plugin for VmManager {
         result.unwrap_or_else(ApiError::into_response)
     }
 
+    fn refuse(_: &Request, refusal: &tessera_sdk::Refusal) -> Response {
+        ApiError::new(refusal.status, code::BAD_BODY, &refusal.message).into_response()
+    }
+
     fn run_job(job: Job) -> JobOutcome {
         match job.kind.as_str() {
             "host_create" | "host_start" | "host_stop" | "host_restart" | "host_delete"
@@ -120,4 +128,64 @@ impl Plugin for VmManager {
     }
 }
 
+/// Every request body, whether or not its route reads one, is a JSON object
+/// without NUL or other control characters (tabs and line breaks aside): a
+/// malformed body is refused before anything changes.
+fn check_body(req: &Request) -> ApiResult<()> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_body(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_body("the body must be a JSON object"));
+    }
+    if has_control_characters(&value) {
+        return Err(ApiError::bad_body(
+            "strings may not hold control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn has_control_characters(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let bad = |s: &str| {
+        s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    };
+    match value {
+        Value::String(s) => bad(s),
+        Value::Array(items) => items.iter().any(has_control_characters),
+        Value::Object(map) => map.iter().any(|(k, v)| bad(k) || has_control_characters(v)),
+        _ => false,
+    }
+}
+
 tessera_sdk::export_plugin!(VmManager);
+
+/// The `/vm/v3` routes as `(method, pattern)`: what tests visit route by route.
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    vm_routes().table()
+}
+
+/// The `/auth/v4` (and `/api/auth/v4`) routes as `(method, pattern)`.
+pub fn auth_route_table() -> Vec<(&'static str, &'static str)> {
+    auth_routes().table()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_control_characters;
+    use serde_json::json;
+
+    #[test]
+    fn control_characters_are_found_anywhere_in_a_body() {
+        assert!(!has_control_characters(
+            &json!({"name": "a b", "comment": "line\nbreak\ttab", "n": [1, "ü"]})
+        ));
+        assert!(has_control_characters(&json!({"name": "a\u{0}b"})));
+        assert!(has_control_characters(&json!({"x": [{"y": "\u{1b}[2J"}]})));
+        assert!(has_control_characters(&json!({"a\u{7}": 1})));
+    }
+}

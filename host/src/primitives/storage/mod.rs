@@ -151,9 +151,13 @@ impl Storage {
 }
 
 impl PluginStorage {
+    /// A key no document can have (empty, over-long) is simply absent: plugins pass
+    /// ids from URLs straight through, and a hostile id is "not found", not a failure.
     pub fn get(&self, collection: &str, key: &str) -> Result<Option<Document>, StorageError> {
         check_collection(collection)?;
-        check_name("key", key)?;
+        if check_name("key", key).is_err() {
+            return Ok(None);
+        }
         self.backend.get(collection, key)
     }
 
@@ -199,6 +203,14 @@ impl PluginStorage {
         key: &str,
         expected_version: Option<u64>,
     ) -> Result<bool, StorageError> {
+        if check_name("key", key).is_err() {
+            // As for `get`: no document has this key, so there is nothing to delete.
+            check_collection(collection)?;
+            return match expected_version {
+                None | Some(0) => Ok(false),
+                Some(_) => Err(StorageError::Conflict(0)),
+            };
+        }
         let write = Write::Delete {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -688,6 +700,14 @@ mod tests {
         assert!(matches!(
             storage.insert("vms", &long, "1"),
             Err(StorageError::Invalid(_))
+        ));
+        // Reads and deletes of a key no document can have find nothing.
+        assert_eq!(storage.get("vms", &long)?, None);
+        assert_eq!(storage.get("vms", "")?, None);
+        assert!(!storage.delete("vms", &long, None)?);
+        assert!(matches!(
+            storage.delete("vms", &long, Some(3)),
+            Err(StorageError::Conflict(0))
         ));
         Ok(())
     }

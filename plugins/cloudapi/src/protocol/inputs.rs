@@ -49,6 +49,11 @@ impl Inputs {
             }
         };
         map.extend(body);
+        if let Some(name) = map.iter().find_map(|(k, v)| holds_nul(v).then_some(k)) {
+            return Err(ApiError::invalid_argument(format!(
+                "{name} may not hold a NUL character"
+            )));
+        }
         Ok(Inputs(map))
     }
 
@@ -180,6 +185,17 @@ impl Inputs {
 }
 
 /// A body whose `Content-MD5` does not match is refused, as restify's body parser does.
+/// Whether a value holds a NUL anywhere: no stored text may (clients get 409, not a
+/// record a later reader chokes on).
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
+}
+
 fn check_content_md5(request: &Request) -> ApiResult<()> {
     let Some(sent) = request.header("content-md5") else {
         return Ok(());
@@ -205,6 +221,15 @@ pub fn paging(inputs: &Inputs) -> ApiResult<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nul_characters_are_found_in_keys_and_nested_values() {
+        use serde_json::json;
+        assert!(!super::holds_nul(&json!({"a": ["b", {"c": "d"}], "e": 1})));
+        assert!(super::holds_nul(&json!("a\u{0}")));
+        assert!(super::holds_nul(&json!({"a": [{"c": "\u{0}"}]})));
+        assert!(super::holds_nul(&json!({"a\u{0}": 1})));
+    }
+
     use super::*;
 
     fn request(content_type: Option<&str>, query: &str, body: &str) -> Request {
