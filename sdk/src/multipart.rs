@@ -319,6 +319,10 @@ mod properties {
     fn the_seed_corpus_replays_and_parses() {
         for data in corpus() {
             fuzz(&data);
+            // The hand-made seeds (not libFuzzer's finds) are forms curl sends.
+            if !data.starts_with(b"multipart/form-data") {
+                continue;
+            }
             let at = data.iter().position(|b| *b == b'\n').unwrap();
             let content_type = std::str::from_utf8(&data[..at]).unwrap();
             let boundary = boundary(content_type).expect("a seed names its boundary");
