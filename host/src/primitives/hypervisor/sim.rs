@@ -95,12 +95,14 @@ CREATE TABLE IF NOT EXISTS hv_package_info (
 /// The change feed behind `vm_changes_since`: triggers give a VM the next
 /// revision whenever its row, a disk or a NIC of it is written, whoever writes
 /// (this backend, `qemu` on the same inventory, a second kernel on the same
-/// database). VMs that existed before the feed get revision 1.
+/// database). VMs that existed before the feed get revision 1 (once: the
+/// counter's row says the feed exists).
 const CHANGE_FEED: &str = "
 CREATE TABLE IF NOT EXISTS hv_vm_changes (vm TEXT PRIMARY KEY, rev INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS hv_vm_changes_rev ON hv_vm_changes (rev);
+INSERT OR IGNORE INTO hv_vm_changes (vm, rev) SELECT id, 1 FROM hv_vms
+    WHERE NOT EXISTS (SELECT 1 FROM hv_counters WHERE name = 'vm_rev');
 INSERT OR IGNORE INTO hv_counters (name, value) VALUES ('vm_rev', 1);
-INSERT OR IGNORE INTO hv_vm_changes (vm, rev) SELECT id, 1 FROM hv_vms;
 CREATE TRIGGER IF NOT EXISTS hv_vms_rev_insert AFTER INSERT ON hv_vms BEGIN
     UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
     INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
@@ -2891,13 +2893,22 @@ mod tests {
         let site = Site::open()?;
         site.running("old")?;
         site.db.with_write_tx(|tx| {
-            tx.execute_batch("DELETE FROM hv_vm_changes; UPDATE hv_counters SET value = 1 WHERE name = 'vm_rev';")?;
+            tx.execute_batch(
+                "DELETE FROM hv_vm_changes; DELETE FROM hv_counters WHERE name = 'vm_rev';",
+            )?;
             tx.execute_batch(CHANGE_FEED)?;
             Ok::<_, HvError>(())
         })?;
         let page = site.hv.vm_changes_since(0, 10)?;
         assert_eq!((page.changes.len(), page.cursor), (1, 1));
         assert!(site.hv.vm_changes_since(1, 10)?.changes.is_empty());
+        // Opening again backfills nothing: the feed exists.
+        site.db.with_write_tx(|tx| {
+            tx.execute_batch("DELETE FROM hv_vm_changes;")?;
+            tx.execute_batch(CHANGE_FEED)?;
+            Ok::<_, HvError>(())
+        })?;
+        assert!(site.hv.vm_changes_since(0, 10)?.changes.is_empty());
         Ok(())
     }
 
