@@ -425,6 +425,7 @@ impl Plugin for CloudApi {
     fn run_job(job: tessera_sdk::Job) -> tessera_sdk::JobOutcome {
         match job.kind.split('.').next() {
             Some("volume") => resources::volumes::run_job(&job),
+            Some("migration") => migrations::run_job(&job),
             _ => tessera_sdk::JobOutcome::Failed((
                 "NotSupported".into(),
                 format!("cloudapi runs no job of kind {}", job.kind),

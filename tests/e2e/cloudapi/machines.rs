@@ -1118,9 +1118,27 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
     );
 }
 
+/// Polls GetMigration until `state`.
+fn wait_migration(server: &Server, api: &Signer, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = status_json(api.get(&format!("/my/migrations/{id}")));
+        assert_eq!(status, 200, "{body}");
+        if body["state"] == state {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {state}: {body}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
 #[test]
-fn migrations_move_a_machine_between_nodes() {
-    let (_server, api) = setup();
+fn migrations_run_their_phases_as_jobs() {
+    let (server, api) = setup();
     let image = image_id(&api, "alpine-3.20");
     let id = running(&api, "mover", &image);
     let node = |api: &Signer| {
@@ -1137,10 +1155,16 @@ fn migrations_move_a_machine_between_nodes() {
         409,
         "InvalidState",
     );
+    assert_error(
+        api.post(&path, &json!({"action": "watch"})),
+        404,
+        "ResourceNotFound",
+    );
+    // On demand: each action runs as a job; the migration is `running` meanwhile.
     let (status, _, begun) = status_json(api.post(&path, &json!({"action": "begin"})));
     assert_eq!(
         (status, &begun["phase"], &begun["state"]),
-        (201, &json!("begin"), &json!("paused"))
+        (201, &json!("begin"), &json!("running"))
     );
     assert_eq!(begun["automatic"], false);
     assert_error(
@@ -1148,24 +1172,47 @@ fn migrations_move_a_machine_between_nodes() {
         409,
         "InvalidState",
     );
-    let (_, _, synced) = status_json(api.post(&path, &json!({"action": "sync"})));
-    assert_eq!(
-        (&synced["phase"], &synced["state"]),
-        (&json!("sync"), &json!("paused"))
+    assert_error(
+        api.post(&path, &json!({"action": "sync"})),
+        409,
+        "InvalidState",
     );
-    let (_, _, switched) = status_json(api.post(&path, &json!({"action": "switch"})));
-    assert_eq!(
-        (&switched["phase"], &switched["state"]),
-        (&json!("switch"), &json!("successful"))
+    let paused = wait_migration(&server, &api, &id, "paused");
+    assert_eq!(paused["phase"], "begin");
+    assert_error(
+        api.post(&path, &json!({"action": "pause"})),
+        409,
+        "InvalidState",
     );
+    let (_, _, syncing) = status_json(api.post(&path, &json!({"action": "sync"})));
+    assert_eq!(syncing["state"], "running");
+    let synced = wait_migration(&server, &api, &id, "paused");
+    assert_eq!(synced["phase"], "sync");
+    assert_eq!(node(&api), before);
+    api.post(&path, &json!({"action": "switch"}));
+    // `watch` waits for the action and streams its events, one JSON object a line.
+    let watched = api.post(&path, &json!({"action": "watch"}));
+    assert_eq!(watched.status(), 200);
+    assert_eq!(
+        watched.headers()["content-type"],
+        "application/x-json-stream"
+    );
+    let text = watched.text().unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(events.len(), 4, "{text}");
+    assert_eq!(
+        (&events[3]["type"], &events[3]["state"]),
+        (&json!("end"), &json!("successful"))
+    );
+    let switched = wait_migration(&server, &api, &id, "successful");
+    assert_eq!(switched["phase"], "switch");
     assert_eq!(switched["progress_history"].as_array().unwrap().len(), 3);
     assert_ne!(node(&api), before);
     let (_, _, list) = status_json(api.get("/my/migrations"));
     assert_eq!(list[0]["machine"], id.as_str());
-    let (_, _, one) = status_json(api.get(&format!("/my/migrations/{id}")));
-    assert_eq!(one["state"], "successful");
-    let (_, _, watched) = status_json(api.post(&path, &json!({"action": "watch"})));
-    assert_eq!(watched.as_array().unwrap().last().unwrap()["type"], "end");
     let (_, _, audit) = status_json(api.get(&format!("/my/machines/{id}/audit")));
     assert_eq!(audit[0]["action"], "migrate");
     assert_eq!(
@@ -1181,6 +1228,7 @@ fn migrations_move_a_machine_between_nodes() {
     // Aborting a paused one leaves the machine where it was.
     let here = node(&api);
     api.post(&path, &json!({"action": "begin"}));
+    wait_migration(&server, &api, &id, "paused");
     let (_, _, aborted) = status_json(api.post(&path, &json!({"action": "abort"})));
     assert_eq!(aborted["state"], "aborted");
     assert_eq!(node(&api), here);
@@ -1189,13 +1237,38 @@ fn migrations_move_a_machine_between_nodes() {
         409,
         "InvalidState",
     );
-    // Automatic runs every phase.
+    // Automatic runs every phase; a pause stops it between two phases.
     let (status, _, auto) = status_json(api.post(&path, &json!({"action": "automatic"})));
     assert_eq!(
         (status, &auto["state"], &auto["automatic"]),
-        (201, &json!("successful"), &json!(true))
+        (201, &json!("running"), &json!(true))
     );
+    let (status, _, pausing) = status_json(api.post(&path, &json!({"action": "pause"})));
+    assert_eq!((status, &pausing["state"]), (200, &json!("running")));
+    let stopped = wait_migration(&server, &api, &id, "paused");
+    assert_ne!(stopped["phase"], "switch");
+    assert_eq!(node(&api), here);
+    api.post(&path, &json!({"action": "switch"}));
+    wait_migration(&server, &api, &id, "successful");
     assert_ne!(node(&api), here);
+    api.post(&path, &json!({"action": "finalize"}));
+    // An abort while running ends it at the next phase boundary, machine unmoved.
+    let there = node(&api);
+    api.post(&path, &json!({"action": "automatic"}));
+    let (status, _, _) = status_json(api.post(&path, &json!({"action": "abort"})));
+    assert_eq!(status, 200);
+    let ended = wait_migration(&server, &api, &id, "aborted");
+    assert_eq!(ended["phase"], "abort");
+    assert_eq!(node(&api), there);
+    // Automatic to the end, watched.
+    api.post(&path, &json!({"action": "automatic"}));
+    let text = api.post(&path, &json!({"action": "watch"})).text().unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["type"], &last["state"]),
+        (&json!("end"), &json!("successful"))
+    );
+    assert_ne!(node(&api), there);
     assert_error(
         api.post(&path, &json!({"action": "fly"})),
         409,

@@ -733,3 +733,42 @@ fn triton_instance_nics_fwrules_and_changefeed() {
     let _ = feed.kill();
     let _ = feed.wait();
 }
+
+/// `triton instance migration begin|sync|switch -w`, `list`, `get` and `finalize`:
+/// each action runs as a job and `-w` follows the `watch` stream.
+#[test]
+fn triton_instance_migration() {
+    let Some(t) = Triton::setup() else { return };
+    t.ok(&[
+        "instance",
+        "create",
+        "-w",
+        "alpine-3.20",
+        "sample-512M",
+        "-n",
+        "mover",
+    ]);
+    let node = || -> String {
+        let json = t.ok(&["instance", "get", "-j", "mover"]);
+        let machine: serde_json::Value = serde_json::from_str(json.trim()).expect("JSON");
+        machine["compute_node"].as_str().unwrap().to_string()
+    };
+    let before = node();
+    let out = t.ok(&["instance", "migration", "begin", "-w", "mover"]);
+    assert!(out.contains("Done - begin finished"), "{out}");
+    let out = t.ok(&["instance", "migration", "sync", "-w", "mover"]);
+    assert!(out.contains("Done - sync finished"), "{out}");
+    let out = t.ok(&["instance", "migration", "switch", "-w", "mover"]);
+    assert!(out.contains("Done - switch finished"), "{out}");
+    assert_ne!(node(), before);
+    let out = t.ok(&["instance", "migration", "list"]);
+    assert!(out.contains("successful"), "{out}");
+    let out = t.ok(&["instance", "migration", "get", "mover"]);
+    assert!(out.contains("successful"), "{out}");
+    t.ok(&["instance", "migration", "finalize", "mover"]);
+    let (code, _, _) = t.run(&["instance", "migration", "get", "mover"]);
+    assert_ne!(code, 0);
+    let out = t.ok(&["instance", "migration", "automatic", "-w", "mover"]);
+    assert!(out.contains("Done - switch finished"), "{out}");
+    assert_eq!(node(), before);
+}

@@ -63,6 +63,10 @@ impl From<ApiError> for Reply {
     }
 }
 
+/// The content type of a body of newline-separated JSON values (migration `watch`):
+/// a reply with this `content-type` header and an array body sends one element a line.
+pub const JSON_STREAM: &str = "application/x-json-stream";
+
 /// The headers CORS clients may send, as CloudAPI lists them.
 const ALLOW_HEADERS: &str = "Accept, Accept-Version, Content-Length, Content-MD5, Content-Type, Date, Api-Version, Response-Time";
 
@@ -80,20 +84,32 @@ pub struct Finish<'a> {
 /// `Content-MD5` of the body, `Access-Control-*`, `Triton-Datacenter-Name`. A `HEAD`
 /// answer keeps the headers (with the body's length and digest) and drops the body.
 pub fn finish(reply: Reply, facts: &Finish<'_>) -> Response {
-    let body = reply
-        .body
-        .as_ref()
-        .map(|value| serde_json::to_vec(value).unwrap_or_default())
-        .unwrap_or_default();
+    let stream = reply
+        .headers
+        .iter()
+        .any(|(name, value)| name == "content-type" && value == JSON_STREAM);
+    let body = match &reply.body {
+        Some(Value::Array(items)) if stream => items
+            .iter()
+            .flat_map(|item| {
+                let mut line = serde_json::to_vec(item).unwrap_or_default();
+                line.push(b'\n');
+                line
+            })
+            .collect(),
+        Some(value) => serde_json::to_vec(value).unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut response = Response::new(reply.status);
     for (name, value) in &reply.headers {
         response = response.with_header(name, value);
     }
     if reply.body.is_some() {
         let digest = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body));
-        response = response
-            .with_header("content-type", "application/json")
-            .with_header("content-md5", &digest);
+        if !stream {
+            response = response.with_header("content-type", "application/json");
+        }
+        response = response.with_header("content-md5", &digest);
     }
     let now = clock::now_ms();
     response = response

@@ -1,24 +1,38 @@
 //! Migrate, ListMigrations, GetMigration: moving a machine to another compute node.
 //! The phases are CloudAPI's — `begin` (a target node is chosen), `sync` (the disks are
 //! copied), `switch` (the machine moves: the hypervisor primitive's `migrate-vm`, which
-//! checks the target's room) — run one by one (on demand) or all at once (`automatic`),
-//! then `finalize` forgets a successful migration; `abort` ends a paused one. Each phase
-//! completes within its request, so a migration is never left `running`.
+//! checks the target's room). Each action runs its phases as the steps of one plugin
+//! job (`migration.run`), so a migration is `running` while they do: `pause` stops it
+//! after the phase under way (`paused`), `abort` ends it there and puts the machine
+//! back on its source node if it had moved (`aborted`), `automatic` runs all three.
+//! `watch` answers `application/x-json-stream` progress events, waiting for the
+//! running action within the request's time budget; `finalize` forgets a successful
+//! migration.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tessera_sdk::Params;
 use tessera_sdk::hypervisor::{self as hv, Vm};
-use tessera_sdk::storage::{self, Collection, Filter};
+use tessera_sdk::jobs::{self, JobSubmission, OnRestart};
+use tessera_sdk::storage::{self, Collection, Filter, StorageError};
+use tessera_sdk::{Job, JobOutcome};
 
 use crate::compute::{self, hv_error, invalid_state};
 use crate::context::Ctx;
 use crate::errors::{ApiError, ApiResult};
-use crate::protocol::Reply;
-use crate::protocol::clock::iso8601;
+use crate::protocol::clock::{iso8601, now_ms};
+use crate::protocol::{JSON_STREAM, Reply};
 
 /// One migration per machine; key: the VM id.
 const MIGRATIONS: Collection = Collection::new("migrations");
+/// The job kind that runs a migration's phases.
+pub const JOB_RUN: &str = "migration.run";
+/// The pause between two phases of one action, in which `pause` and `abort` land.
+const STEP_MS: u64 = 300;
+/// How long `watch` waits for a running action to end; under the request budget.
+const WATCH_WAIT: Duration = Duration::from_millis(3_500);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Migration {
@@ -32,6 +46,26 @@ struct Migration {
     progress_history: Vec<Value>,
     #[serde(default)]
     error: Option<String>,
+    /// Phases the running job still has to do, in order.
+    #[serde(default)]
+    pending: Vec<String>,
+    /// The job running the phases.
+    #[serde(default)]
+    job: Option<String>,
+    #[serde(default)]
+    pause_requested: bool,
+    #[serde(default)]
+    abort_requested: bool,
+    /// The audited caller of the action, for the primitive's calls.
+    #[serde(default)]
+    caller: String,
+    #[serde(default)]
+    source_node: Option<String>,
+    #[serde(default)]
+    target_node: Option<String>,
+    /// Whether `switch` moved the machine (what `abort` has to undo).
+    #[serde(default)]
+    switched: bool,
 }
 
 impl Migration {
@@ -52,8 +86,9 @@ impl Migration {
     }
 
     /// A finished phase as a progress event.
-    fn record(&mut self, phase: &str, message: &str, total: u64, now_ms: u64) {
+    fn record(&mut self, phase: &str, message: &str, total: u64, started_ms: u64) {
         self.phase = phase.to_string();
+        let now = now_ms();
         self.progress_history.push(json!({
             "type": "progress",
             "phase": phase,
@@ -61,24 +96,70 @@ impl Migration {
             "current_progress": total,
             "total_progress": total,
             "message": message,
-            "started_timestamp": iso8601(now_ms),
-            "duration_ms": 0,
+            "started_timestamp": iso8601(started_ms),
+            "duration_ms": now.saturating_sub(started_ms),
         }));
+    }
+
+    fn active(&self) -> bool {
+        self.state == "paused" || self.state == "running"
     }
 }
 
 fn load(vm: &str) -> ApiResult<(Option<Migration>, Option<u64>)> {
     Ok(match MIGRATIONS.get::<Migration>(vm)? {
-        Some(stored) => (Some(stored.value), Some(stored.version)),
+        Some(stored) => (Some(job_checked(stored.value)), Some(stored.version)),
         None => (None, None),
     })
 }
 
-fn save(migration: &Migration, version: Option<u64>) -> ApiResult<()> {
+/// A running migration whose job ended without finishing it (failed, cancelled,
+/// gone) is shown as failed, so no client waits on it forever.
+fn job_checked(mut migration: Migration) -> Migration {
+    if migration.state != "running" {
+        return migration;
+    }
+    let Some(job) = migration.job.clone() else {
+        return migration;
+    };
+    let ended = match jobs::get(&job) {
+        Ok(Some(info)) => match info.state {
+            jobs::JobState::Failed | jobs::JobState::Cancelled => Some(
+                info.error_message
+                    .unwrap_or_else(|| "the migration job ended early".into()),
+            ),
+            // Done while the record says running: the job's last write was lost.
+            jobs::JobState::Succeeded => Some("the migration job ended early".into()),
+            _ => None,
+        },
+        Ok(None) => Some("the migration job is gone".into()),
+        Err(_) => None,
+    };
+    if let Some(why) = ended {
+        let phase = migration.phase.clone();
+        migration.fail(&phase, &why);
+    }
+    migration
+}
+
+/// Writes the migration if nobody changed it since `version`; `false` if someone did.
+fn save(migration: &Migration, version: Option<u64>) -> ApiResult<bool> {
     MIGRATIONS.ensure_index("by_account", &["account", "created"], false)?;
     let op = MIGRATIONS.put_op(&migration.vm, migration, Some(version.unwrap_or(0)))?;
-    storage::batch(&[op])?;
-    Ok(())
+    match storage::batch(&[op]) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.error, StorageError::Conflict(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Saves a change a request made, or 409 when the job changed it meanwhile.
+fn save_request(migration: &Migration, version: Option<u64>) -> ApiResult<()> {
+    if save(migration, version)? {
+        Ok(())
+    } else {
+        Err(invalid_state("the migration changed meanwhile; try again"))
+    }
 }
 
 pub fn list(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
@@ -89,7 +170,10 @@ pub fn list(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         .order_by("created", false)
         .fetch::<Migration>()?;
     Ok(Reply::ok(Value::Array(
-        page.items.iter().map(|m| m.value.json()).collect(),
+        page.items
+            .into_iter()
+            .map(|m| job_checked(m.value).json())
+            .collect(),
     )))
 }
 
@@ -104,48 +188,21 @@ pub fn get(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     }
 }
 
-/// The phases `begin`, `sync` and `switch` on a migration.
-fn begin(vm: &Vm, ctx: &Ctx<'_>, automatic: bool) -> Migration {
-    let mut migration = Migration {
-        vm: vm.id.clone(),
-        account: ctx.account.id.clone(),
-        automatic,
-        created: ctx.now_ms,
-        phase: "begin".into(),
-        state: "paused".into(),
-        progress_history: Vec::new(),
-        error: None,
-    };
-    migration.record("begin", "reserving instance", 100, ctx.now_ms);
-    migration
-}
-
-fn sync(migration: &mut Migration, vm: &Vm, now_ms: u64) {
-    migration.record("sync", "syncing data", vm.disk_mib * 1024 * 1024, now_ms);
-    migration.state = "paused".into();
-}
-
-fn switch(migration: &mut Migration, ctx: &Ctx<'_>) -> ApiResult<()> {
-    match hv::migrate_vm(&migration.vm, None, &compute::caller(ctx)) {
-        Ok(moved) => {
-            let node = moved.node.unwrap_or_default();
-            migration.record(
-                "switch",
-                &format!("switched to node {node}"),
-                100,
-                ctx.now_ms,
-            );
-            migration.state = "successful".into();
-            Ok(())
-        }
-        Err(hv::HvError::Capacity(why)) | Err(hv::HvError::Invalid(why)) => {
-            migration.phase = "switch".into();
-            migration.state = "failed".into();
-            migration.error = Some(why);
-            Ok(())
-        }
-        Err(other) => Err(hv_error(other)),
-    }
+/// Queues the job that runs the migration's pending phases.
+fn submit(migration: &mut Migration) -> ApiResult<()> {
+    let job = jobs::submit(&JobSubmission {
+        kind: JOB_RUN.into(),
+        payload: json!({"vm": migration.vm}).to_string(),
+        exclusive_key: None,
+        on_restart: OnRestart::Resume,
+        delay_ms: Some(STEP_MS),
+    })
+    .map_err(|e| {
+        tessera_sdk::error!("jobs: {e:?}");
+        ApiError::internal("the migration job could not be queued")
+    })?;
+    migration.job = Some(job.id);
+    Ok(())
 }
 
 /// POST /:account/machines/:machine/migrate with `action`.
@@ -153,9 +210,7 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let vm = compute::live_machine(ctx, p.get("machine").unwrap_or_default())?;
     let action = ctx.inputs.required("action")?;
     let (existing, version) = load(&vm.id)?;
-    let active = existing
-        .as_ref()
-        .filter(|m| m.state == "paused" || m.state == "running");
+    let active = existing.as_ref().filter(|m| m.active());
     let settled = matches!(vm.state, hv::VmState::Running | hv::VmState::Stopped);
     let (migration, status) = match action.as_str() {
         "begin" | "automatic" => {
@@ -174,34 +229,74 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
                     "affinity rules cannot be honoured for a migration here",
                 ));
             }
-            let mut migration = begin(&vm, ctx, action == "automatic");
-            if action == "automatic" {
-                sync(&mut migration, &vm, ctx.now_ms);
-                switch(&mut migration, ctx)?;
-            }
+            let automatic = action == "automatic";
+            let mut migration = Migration {
+                vm: vm.id.clone(),
+                account: ctx.account.id.clone(),
+                automatic,
+                created: ctx.now_ms,
+                phase: "begin".into(),
+                state: "running".into(),
+                progress_history: Vec::new(),
+                error: None,
+                pending: if automatic {
+                    vec!["begin".into(), "sync".into(), "switch".into()]
+                } else {
+                    vec!["begin".into()]
+                },
+                job: None,
+                pause_requested: false,
+                abort_requested: false,
+                caller: compute::caller(ctx),
+                source_node: vm.node.clone(),
+                target_node: None,
+                switched: false,
+            };
+            submit(&mut migration)?;
+            // A finished migration of this machine is replaced by the new one.
+            save_request(&migration, Some(version.unwrap_or(0)))?;
             (migration, 201)
         }
         "sync" | "switch" => {
             let Some(mut migration) = active.cloned() else {
                 return Err(invalid_state("the machine has no paused migration"));
             };
-            if action == "sync" {
-                sync(&mut migration, &vm, ctx.now_ms);
-            } else {
-                switch(&mut migration, ctx)?;
+            if migration.state != "paused" {
+                return Err(invalid_state("the migration is running; pause it first"));
             }
+            if migration.phase == "begin" && action == "switch" && migration.pending.is_empty() {
+                // Switching straight after begin syncs first, as Triton's switch does.
+                migration.pending = vec!["sync".into(), "switch".into()];
+            } else {
+                migration.pending = vec![action.clone()];
+            }
+            migration.state = "running".into();
+            migration.caller = compute::caller(ctx);
+            migration.pause_requested = false;
+            migration.abort_requested = false;
+            submit(&mut migration)?;
+            save_request(&migration, version)?;
             (migration, 200)
         }
         "pause" => {
-            // Every phase finishes within its request: nothing is ever left to pause.
-            return Err(invalid_state("the migration is not running"));
+            let Some(mut migration) = active.cloned().filter(|m| m.state == "running") else {
+                return Err(invalid_state("the migration is not running"));
+            };
+            migration.pause_requested = true;
+            save_request(&migration, version)?;
+            (migration, 200)
         }
         "abort" => {
             let Some(mut migration) = active.cloned() else {
-                return Err(invalid_state("the machine has no paused migration"));
+                return Err(invalid_state("the machine has no migration to abort"));
             };
-            migration.record("abort", "aborted", 100, ctx.now_ms);
-            migration.state = "aborted".into();
+            if migration.state == "running" {
+                // The job ends it after the phase under way.
+                migration.abort_requested = true;
+            } else {
+                abort(&mut migration)?;
+            }
+            save_request(&migration, version)?;
             (migration, 200)
         }
         "finalize" => {
@@ -216,12 +311,10 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             };
         }
         "watch" => {
-            let Some(migration) = existing else {
+            if existing.is_none() {
                 return Err(ApiError::not_found("the machine has no migration"));
-            };
-            let mut events = migration.progress_history.clone();
-            events.push(json!({"type": "end", "phase": migration.phase, "state": migration.state}));
-            return Ok(Reply::ok(Value::Array(events)));
+            }
+            return watch(&vm.id);
         }
         other => {
             return Err(ApiError::invalid_argument(format!(
@@ -229,7 +322,174 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             )));
         }
     };
-    save(&migration, version)?;
     let reply = Reply::ok(migration.json());
     Ok(Reply { status, ..reply })
+}
+
+/// The progress events so far, once the running action has ended (or the wait is
+/// over), one JSON object a line, the last an `end` event if it has ended.
+fn watch(vm: &str) -> ApiResult<Reply> {
+    let started = std::time::Instant::now();
+    let migration = loop {
+        let (Some(migration), _) = load(vm)? else {
+            return Err(ApiError::not_found("the machine has no migration"));
+        };
+        if migration.state != "running" || started.elapsed() >= WATCH_WAIT {
+            break migration;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut events = migration.progress_history.clone();
+    if migration.state != "running" {
+        let mut end = json!({"type": "end", "phase": migration.phase, "state": migration.state});
+        if let Some(error) = &migration.error {
+            end["error"] = json!(error);
+        }
+        events.push(end);
+    }
+    Ok(Reply::ok(Value::Array(events)).with_header("content-type", JSON_STREAM))
+}
+
+/// Ends the migration as aborted, putting the machine back if `switch` moved it.
+fn abort(migration: &mut Migration) -> ApiResult<()> {
+    let started = now_ms();
+    if migration.switched
+        && let Some(source) = migration.source_node.clone()
+    {
+        hv::migrate_vm(&migration.vm, Some(&source), &migration.caller).map_err(hv_error)?;
+        migration.switched = false;
+    }
+    migration.pending.clear();
+    migration.abort_requested = false;
+    migration.record("abort", "aborted", 100, started);
+    migration.state = "aborted".into();
+    Ok(())
+}
+
+/// Runs one phase; a refusal of the primitive fails the migration.
+fn run_phase(migration: &mut Migration, phase: &str, vm: &Vm) -> ApiResult<()> {
+    let started = now_ms();
+    match phase {
+        "begin" => {
+            // The roomiest other running node, as `migrate-vm` would pick; `switch`
+            // checks its room again.
+            let target = hv::list_nodes()
+                .map_err(hv_error)?
+                .into_iter()
+                .filter(|n| n.state == "running" && Some(&n.id) != vm.node.as_ref())
+                .max_by_key(|n| n.ram_mib)
+                .map(|n| n.id);
+            let Some(target) = target else {
+                migration.fail("begin", "no other compute node can take the instance");
+                return Ok(());
+            };
+            migration.source_node = vm.node.clone();
+            migration.target_node = Some(target);
+            migration.record("begin", "reserving instance", 100, started);
+        }
+        "sync" => {
+            let bytes = vm.disk_mib * 1024 * 1024;
+            migration.record("sync", "syncing data", bytes, started);
+        }
+        "switch" => {
+            let target = migration.target_node.clone();
+            match hv::migrate_vm(&migration.vm, target.as_deref(), &migration.caller) {
+                Ok(moved) => {
+                    migration.switched = true;
+                    let node = moved.node.unwrap_or_default();
+                    migration.record("switch", &format!("switched to node {node}"), 100, started);
+                }
+                Err(hv::HvError::Capacity(why))
+                | Err(hv::HvError::Invalid(why))
+                | Err(hv::HvError::Conflict(why))
+                | Err(hv::HvError::IllegalTransition(why)) => migration.fail("switch", &why),
+                Err(other) => return Err(hv_error(other)),
+            }
+        }
+        other => migration.fail(other, "unknown migration phase"),
+    }
+    Ok(())
+}
+
+impl Migration {
+    fn fail(&mut self, phase: &str, why: &str) {
+        self.phase = phase.to_string();
+        self.state = "failed".into();
+        self.error = Some(why.to_string());
+        self.pending.clear();
+    }
+}
+
+/// `migration.run`: one phase per call, `continue-after` between phases.
+pub fn run_job(job: &Job) -> JobOutcome {
+    let vm = serde_json::from_str::<Value>(&job.payload)
+        .ok()
+        .and_then(|p| p["vm"].as_str().map(String::from))
+        .unwrap_or_default();
+    match step(&job.id, &vm) {
+        // The saved state must be JSON; the record in storage is the real state.
+        Ok(Some(delay)) => JobOutcome::ContinueAfter((delay, "{}".into())),
+        Ok(None) => JobOutcome::Done(json!({"vm": vm}).to_string()),
+        Err(e) => JobOutcome::Failed((e.code.to_string(), e.message)),
+    }
+}
+
+/// Does the migration's next step; `Some(delay)` when more phases follow.
+fn step(job: &str, vm_id: &str) -> ApiResult<Option<u64>> {
+    let (Some(mut migration), mut version) = load(vm_id)? else {
+        return Ok(None);
+    };
+    // A newer action's job owns it now, or it has ended.
+    if migration.job.as_deref() != Some(job) || migration.state != "running" {
+        return Ok(None);
+    }
+    let more = if migration.abort_requested {
+        abort(&mut migration)?;
+        false
+    } else if migration.pause_requested || migration.pending.is_empty() {
+        pause(&mut migration);
+        false
+    } else {
+        let phase = migration.pending.remove(0);
+        match hv::get_vm(vm_id).map_err(hv_error)? {
+            Some(vm) if vm.state != hv::VmState::Deleted => {
+                run_phase(&mut migration, &phase, &vm)?;
+            }
+            _ => migration.fail(&phase, "the instance is gone"),
+        }
+        if migration.state == "running" && migration.pending.is_empty() {
+            migration.state = if migration.phase == "switch" {
+                "successful".into()
+            } else {
+                "paused".into()
+            };
+        }
+        migration.state == "running"
+    };
+    // The phase is done and must not run twice: a request that changed the
+    // record meanwhile (pause, abort) only adds its flag.
+    for _ in 0..16 {
+        if save(&migration, version)? {
+            return Ok(more.then_some(STEP_MS));
+        }
+        let (Some(fresh), fresh_version) = load(vm_id)? else {
+            return Ok(None);
+        };
+        migration.pause_requested |= fresh.pause_requested;
+        migration.abort_requested |= fresh.abort_requested;
+        version = fresh_version;
+        if !more && migration.abort_requested && migration.state == "paused" {
+            abort(&mut migration)?;
+        }
+    }
+    Err(ApiError::internal(
+        "the migration kept changing while it ran",
+    ))
+}
+
+/// Stops after the phase that has just run.
+fn pause(migration: &mut Migration) {
+    migration.pause_requested = false;
+    migration.pending.clear();
+    migration.state = "paused".into();
 }
