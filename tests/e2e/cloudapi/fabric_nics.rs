@@ -179,6 +179,21 @@ fn machines_and_nics_on_fabric_networks_honour_reservations() {
     );
     assert_eq!(full.status(), 503, "{}", full.text().unwrap_or_default());
 
+    // A NIC's state follows its machine's.
+    let stopped = api.post(&format!("/my/machines/{id}?action=stop"), &json!({}));
+    assert!(stopped.status().is_success());
+    wait_state(&api, &id, "stopped");
+    let (_, _, nics) = status_json(api.get(&format!("/my/machines/{id}/nics")));
+    let states: Vec<&str> = nics
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert!(states.iter().all(|s| *s == "stopped"), "{nics}");
+    let (_, _, nics) = status_json(api.get(&format!("/my/machines/{other}/nics")));
+    assert_eq!(nics[0]["state"], "running", "{nics}");
+
     // In use while a machine has a NIC on it; deleted once none has.
     assert_error(
         api.send("DELETE", &format!("{VLANS}/7/networks/{net}"), None),

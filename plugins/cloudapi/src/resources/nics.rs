@@ -5,7 +5,7 @@
 use ipnet::IpNet;
 use serde_json::{Value, json};
 use tessera_sdk::Params;
-use tessera_sdk::hypervisor::{self as hv, Nic};
+use tessera_sdk::hypervisor::{self as hv, Nic, VmState};
 
 use crate::compute::hv_error;
 use crate::context::Ctx;
@@ -22,12 +22,23 @@ fn mac_digits(mac: &str) -> String {
         .collect()
 }
 
-fn nic_json(nic: &Nic, network: Option<&Network>) -> Value {
+/// A NIC's state as the spec names it: it follows its machine (`provisioning`, `running`,
+/// `stopped`); the primitive's own state when the machine is in none of those.
+fn nic_state(nic: &Nic, machine: VmState) -> String {
+    match machine {
+        VmState::Provisioning => "provisioning".into(),
+        VmState::Running | VmState::Rebooting | VmState::Stopping => "running".into(),
+        VmState::Stopped | VmState::Starting => "stopped".into(),
+        VmState::Deleted | VmState::Failed => nic.state.clone(),
+    }
+}
+
+fn nic_json(nic: &Nic, network: Option<&Network>, machine: VmState) -> Value {
     let mut out = json!({
         "mac": nic.mac,
         "primary": nic.primary,
         "ip": nic.ip,
-        "state": nic.state,
+        "state": nic_state(nic, machine),
         "network": nic.network,
     });
     if let Some(network) = network {
@@ -45,11 +56,11 @@ fn nic_json(nic: &Nic, network: Option<&Network>) -> Value {
     out
 }
 
-fn render(ctx: &Ctx<'_>, nics: &[Nic]) -> ApiResult<Vec<Value>> {
+fn render(ctx: &Ctx<'_>, nics: &[Nic], machine: VmState) -> ApiResult<Vec<Value>> {
     let all = networks::visible(ctx)?;
     Ok(nics
         .iter()
-        .map(|nic| nic_json(nic, all.iter().find(|n| n.id() == nic.network)))
+        .map(|nic| nic_json(nic, all.iter().find(|n| n.id() == nic.network), machine))
         .collect())
 }
 
@@ -59,7 +70,7 @@ fn machine_id(p: &Params) -> &str {
 
 pub fn list(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
-    Ok(Reply::ok(Value::Array(render(ctx, &vm.nics)?)))
+    Ok(Reply::ok(Value::Array(render(ctx, &vm.nics, vm.state)?)))
 }
 
 fn find<'a>(nics: &'a [Nic], mac: &str) -> ApiResult<&'a Nic> {
@@ -72,7 +83,9 @@ fn find<'a>(nics: &'a [Nic], mac: &str) -> ApiResult<&'a Nic> {
 pub fn get(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
     let nic = find(&vm.nics, p.get("mac").unwrap_or_default())?;
-    Ok(Reply::ok(render(ctx, std::slice::from_ref(nic))?.remove(0)))
+    Ok(Reply::ok(
+        render(ctx, std::slice::from_ref(nic), vm.state)?.remove(0),
+    ))
 }
 
 /// `network` is a network id or name, or (newer clients) `{"ipv4_uuid": …}`.
@@ -100,7 +113,10 @@ pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
         vm.id,
         mac_digits(&nic.mac)
     );
-    Ok(Reply::created(nic_json(&nic, Some(&network)), location))
+    Ok(Reply::created(
+        nic_json(&nic, Some(&network), vm.state),
+        location,
+    ))
 }
 
 fn object_network(object: &serde_json::Map<String, Value>) -> ApiResult<String> {
@@ -126,6 +142,21 @@ pub fn remove(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nic_s_state_follows_its_machine() {
+        let nic = Nic {
+            mac: "90:b8:d0:57:53:70".into(),
+            network: "n".into(),
+            ip: None,
+            primary: true,
+            state: "running".into(),
+        };
+        assert_eq!(nic_state(&nic, VmState::Stopped), "stopped");
+        assert_eq!(nic_state(&nic, VmState::Starting), "stopped");
+        assert_eq!(nic_state(&nic, VmState::Provisioning), "provisioning");
+        assert_eq!(nic_state(&nic, VmState::Rebooting), "running");
+    }
 
     #[test]
     fn macs_match_with_or_without_colons() {
