@@ -1187,6 +1187,7 @@ fn a_hosts_history_lists_its_tasks_and_changes_made_elsewhere() {
     assert_eq!(list[1]["task"], stop_task);
     assert_eq!(list[1]["state"], "complete");
     assert_eq!(list[2]["initiator"], "hello");
+    assert_eq!(list[2]["state"], "complete", "a finished foreign change");
     assert!(list[2]["task"].is_null());
     assert!(
         list.iter()

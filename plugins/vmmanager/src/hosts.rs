@@ -547,7 +547,11 @@ fn history_entries(host: &Value) -> ApiResult<Vec<Value>> {
                 "resize" => "edit_resource".to_owned(),
                 other => other.replace('-', "_"),
             };
-            let state = if entry.success { "complete" } else { "failed" };
+            let state = match (entry.pending, entry.success) {
+                (true, _) => "running",
+                (false, true) => "complete",
+                (false, false) => "failed",
+            };
             let entry = json!({
                 "name": format!("host_{action}"),
                 "state": state,

@@ -589,7 +589,7 @@ pub struct AuditEntry {
     /// When it finished, or while `pending` when it was asked for (ms since the epoch).
     pub time: u64,
     pub success: bool,
-    /// Its job has not finished yet (`success` is then false). Not in the WIT record.
+    /// Its job has not finished yet (`success` is then false).
     pub pending: bool,
     /// JSON parameters of the action; a failed job's reason is under `error`.
     pub parameters: String,

@@ -375,7 +375,7 @@ same_fields!(Package => wit::HvPackage {
     id, name, cpus, ram_mib, disk_mib, swap_mib, lwps, is_default, created
 });
 same_fields!(Snapshot => wit::Snapshot { name, state, created });
-same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters });
+same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, parameters, pending });
 same_fields!(wit::NewImage => NewImage {
     name, version, os, image_type, size_mib, owner, public, extra
 });
