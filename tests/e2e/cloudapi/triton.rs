@@ -719,6 +719,25 @@ fn triton_instance_nics_fwrules_and_changefeed() {
     let change: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(change["changedResourceId"], id.as_str(), "{change}");
     assert_eq!(change["changeKind"]["subResources"], json!(["tags"]));
+    // Drain what the touching loop caused, then a NIC and metadata change each arrive
+    // as their own sub-resource.
+    while rx
+        .recv_timeout(std::time::Duration::from_millis(500))
+        .is_ok()
+    {}
+    let next_change = || -> serde_json::Value {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a change in time");
+        serde_json::from_str(&line).unwrap()
+    };
+    t.ok(&["instance", "nic", "create", "-w", "web1", "fab5"]);
+    assert_eq!(next_change()["changeKind"]["subResources"], json!(["nics"]));
+    t.ok(&["instance", "metadata", "set", "web1", "color=blue"]);
+    assert_eq!(
+        next_change()["changeKind"]["subResources"],
+        json!(["customer_metadata"])
+    );
     t.ok(&["instance", "stop", "-w", "web1"]);
     let mut states = Vec::new();
     while !states.iter().any(|s| s == "stopped") {

@@ -959,7 +959,13 @@ impl Hypervisor {
         let set = self
             .backend
             .set_vm_data(id, tags.as_deref(), metadata.as_deref(), caller);
-        self.announce(set, |vm| &vm.id, |_| Operation::SetTags.as_str())
+        // Named by what changed, so a subscriber can tell tags from metadata.
+        let change = if tags.is_none() && metadata.is_some() {
+            Operation::SetMetadata
+        } else {
+            Operation::SetTags
+        };
+        self.announce(set, |vm| &vm.id, move |_| change.as_str())
     }
 
     /// Renames, re-versions or replaces the extra fields of an image.
@@ -1114,13 +1120,17 @@ impl Hypervisor {
     /// A NIC on a network (id or name) the VM's owner may use, with the lowest free address.
     pub fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError> {
         check_principal("caller", caller)?;
-        self.backend.add_nic(id, network, caller)
+        let nic = self.backend.add_nic(id, network, caller)?;
+        self.changed(id, Operation::AddNic.as_str());
+        Ok(nic)
     }
 
     /// Any NIC but the primary one; its address is free again at once.
     pub fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError> {
         check_principal("caller", caller)?;
-        self.backend.remove_nic(id, mac, caller)
+        self.backend.remove_nic(id, mac, caller)?;
+        self.changed(id, Operation::RemoveNic.as_str());
+        Ok(())
     }
 
     /// Where a running VM's console (RFB) listens, or `None` when the backend
