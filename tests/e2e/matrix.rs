@@ -266,6 +266,12 @@ fn hostile_params() -> Vec<String> {
     .collect()
 }
 
+/// Query parameters the families read (VMmanager's filter language, CloudAPI's
+/// paging and predicate, tiCrypt's and the appliance's `token` aside), all hostile.
+const HOSTILE_QUERY: &str = "where=%27%20OR%201%3D1--&orderby=%3BDROP%20TABLE%20x&limit=-1,x\
+    &offset=-5&predicate=%7B%22and%22%3A%5B&name=%00%0D%0A&state=%E2%80%AE&sort=..%2F..\
+    &memory=1e999&tombstone=-1&credentials=maybe";
+
 /// Bad bodies for write methods: what, the bytes, what the route may answer.
 fn hostile_bodies() -> Vec<(&'static str, Vec<u8>, Expect)> {
     let wrong_types = json!({
@@ -457,7 +463,8 @@ impl World {
                 // Another account's valid token (the appliance has one operator).
                 &id.ticrypt["drive"]
             };
-            path = format!("{path}?token={token}");
+            let join = if path.contains('?') { '&' } else { '?' };
+            path = format!("{path}{join}token={token}");
         }
         let url = self.server.url(&path);
         let builder = self.http.request(method.parse().unwrap(), &url);
@@ -833,6 +840,21 @@ fn visit_bad_input(world: &World, family: Family, log: &mut Log) {
                 let request = world.request(family, pattern, Who::Owner, method, &path);
                 log.record(visit, send(with_json(request, method, b"{}")));
             }
+        }
+        if method == "GET" {
+            // Hostile query parameters (filters, paging, predicates): a route may
+            // ignore what it does not read, but never fail on it.
+            let visit = Visit {
+                family,
+                method,
+                pattern,
+                case: "hostile query".into(),
+                who: Who::Owner,
+                expect: Expect::RefusedOrAccepted,
+            };
+            let path = format!("{own_path}?{HOSTILE_QUERY}");
+            let request = world.request(family, pattern, Who::Owner, method, &path);
+            log.record(visit, send(request));
         }
         if !matches!(method, "POST" | "PUT" | "PATCH") {
             continue;
