@@ -761,6 +761,27 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
 
+        // The job variant CloudAPI uses: `creating` at once, the copy in the job.
+        let later = NewImage {
+            version: "2".into(),
+            ..made.clone()
+        };
+        let (creating, job) = hv
+            .create_image_from_vm_job(&vm.id, &later, "alice")
+            .unwrap();
+        assert_eq!(creating.state, "creating");
+        finish(&hv, &job);
+        let done = hv.get_image(&creating.id).unwrap().unwrap();
+        assert_eq!(done.state, "active");
+        let file = dir
+            .path()
+            .join(format!("qemu/images/{}.qcow2", creating.id));
+        assert_eq!(img.info(&file).unwrap().virtual_size, 8 * 1024 * 1024);
+        assert!(
+            files.running_pid().is_some(),
+            "the VM runs again after the job"
+        );
+
         // The guest's process dies behind the kernel's back: the record follows.
         let pid = files.running_pid().unwrap();
         kill_now(pid);
