@@ -87,52 +87,34 @@ pub fn wit_request(data: &[u8]) {
 #[cfg(test)]
 mod properties {
     use proptest::prelude::*;
+    use tessera_sdk::corpus;
 
     use super::*;
 
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        let dir = format!("{}/../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
-        let mut files: Vec<Vec<u8>> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(!files.is_empty(), "{dir} is empty");
-        files.sort();
-        files
-    }
-
+    /// A corpus entry, cut and spliced at random (what a fuzzer's mutator does first).
     fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-        let seeds = corpus(target);
+        let seeds = corpus::seed_bytes(target);
         (
-            0..seeds.len(),
+            any::<usize>(),
             any::<usize>(),
             0..32usize,
             prop::collection::vec(any::<u8>(), 0..16),
         )
-            .prop_map(move |(i, at, cut, insert)| {
-                let mut seed = seeds[i].clone();
-                let at = at % (seed.len() + 1);
-                let end = (at + cut).min(seed.len());
-                seed.splice(at..end, insert);
-                seed
-            })
+            .prop_map(move |(i, at, cut, insert)| corpus::splice(&seeds, i, at, cut, &insert))
     }
 
     #[test]
     fn the_seed_corpus_replays() {
-        let dir = format!("{}/../fuzz/corpus/site_config", env!("CARGO_MANIFEST_DIR"));
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let data = std::fs::read(&path).unwrap();
-            site_config(&data);
+        for seed in corpus::seeds("site_config") {
+            site_config(&seed.data);
             // The hand-made seeds (`*.toml`, not libFuzzer's finds) are valid sites.
-            if path.extension().is_some_and(|e| e == "toml") {
-                let text = String::from_utf8(data).unwrap();
+            if seed.path.extension().is_some_and(|e| e == "toml") {
+                let text = String::from_utf8(seed.data).unwrap();
                 let site = SiteConfig::parse(&text, "seed.toml").unwrap();
                 site.validate().unwrap();
             }
         }
-        for data in corpus("wit_request") {
+        for data in corpus::seed_bytes("wit_request") {
             wit_request(&data);
         }
     }

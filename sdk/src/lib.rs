@@ -17,6 +17,8 @@
 
 pub mod auth;
 pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod corpus;
 pub mod http;
 pub mod hypervisor;
 pub mod ids;

@@ -305,14 +305,7 @@ mod properties {
     use super::*;
 
     fn corpus() -> Vec<Vec<u8>> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/multipart");
-        let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(!files.is_empty(), "{dir} is empty");
-        files.sort();
-        files
+        crate::corpus::seed_bytes("multipart")
     }
 
     #[test]
@@ -367,11 +360,7 @@ mod properties {
             at in any::<usize>(),
             insert in prop::collection::vec(any::<u8>(), 0..16),
         ) {
-            let seeds = corpus();
-            let mut seed = seeds[i % seeds.len()].clone();
-            let at = at % (seed.len() + 1);
-            seed.splice(at..at, insert);
-            fuzz(&seed);
+            fuzz(&crate::corpus::splice(&corpus(), i, at, 0, &insert));
         }
 
         #[test]

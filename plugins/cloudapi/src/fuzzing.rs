@@ -87,67 +87,39 @@ pub fn presigned_url(data: &[u8]) {
 #[cfg(test)]
 mod properties {
     use proptest::prelude::*;
+    use tessera_sdk::corpus;
 
     use super::*;
 
-    /// Every file of `fuzz/corpus/<target>/`, with whether it is a hand-made seed
-    /// (libFuzzer names what it adds by a 40-digit hash).
-    fn named_corpus(target: &str) -> Vec<(bool, Vec<u8>)> {
-        let dir = format!("{}/../../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
-        let mut files: Vec<(bool, Vec<u8>)> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|entry| {
-                let entry = entry.unwrap();
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let found = name.len() == 40 && name.chars().all(|c| c.is_ascii_hexdigit());
-                (!found, std::fs::read(entry.path()).unwrap())
-            })
-            .collect();
-        assert!(!files.is_empty(), "{dir} is empty");
-        files.sort();
-        files
-    }
-
-    fn corpus(target: &str) -> Vec<Vec<u8>> {
-        named_corpus(target)
-            .into_iter()
-            .map(|(_, data)| data)
-            .collect()
-    }
-
-    /// A corpus entry, cut and spliced at random (what a fuzzer's mutator does first).
+    /// A corpus entry with bytes spliced in at random (what a fuzzer's mutator does first).
     fn mutated(target: &'static str) -> impl Strategy<Value = Vec<u8>> {
-        let seeds = corpus(target);
+        let seeds = corpus::seed_bytes(target);
         (
-            0..seeds.len(),
+            any::<usize>(),
             any::<usize>(),
             prop::collection::vec(any::<u8>(), 0..16),
         )
-            .prop_map(move |(i, at, insert)| {
-                let mut seed = seeds[i].clone();
-                let at = at % (seed.len() + 1);
-                seed.splice(at..at, insert);
-                seed
-            })
+            .prop_map(move |(i, at, insert)| corpus::splice(&seeds, i, at, 0, &insert))
     }
 
     #[test]
     fn the_seed_corpus_replays() {
-        for (seed, data) in named_corpus("fwrule") {
-            fwrule(&data);
+        for seed in corpus::seeds("fwrule") {
+            fwrule(&seed.data);
             // The hand-made seeds are valid rules from the spec.
-            let text = String::from_utf8_lossy(&data);
-            assert!(!seed || crate::fwrule::parse(&text).is_ok(), "{text}");
+            let text = String::from_utf8_lossy(&seed.data);
+            assert!(
+                !seed.hand_made || crate::fwrule::parse(&text).is_ok(),
+                "{text}"
+            );
         }
-        corpus("triton_predicate")
-            .iter()
-            .for_each(|d| triton_predicate(d));
-        corpus("http_signature")
-            .iter()
-            .for_each(|d| http_signature(d));
-        corpus("presigned_url")
-            .iter()
-            .for_each(|d| presigned_url(d));
+        for (target, check) in [
+            ("triton_predicate", triton_predicate as fn(&[u8])),
+            ("http_signature", http_signature),
+            ("presigned_url", presigned_url),
+        ] {
+            corpus::seed_bytes(target).iter().for_each(|d| check(d));
+        }
     }
 
     proptest! {

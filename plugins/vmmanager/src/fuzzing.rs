@@ -30,17 +30,7 @@ mod properties {
     use super::*;
 
     fn corpus() -> Vec<Vec<u8>> {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fuzz/corpus/vmmanager_filter"
-        );
-        let mut files: Vec<Vec<u8>> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
-            .collect();
-        assert!(!files.is_empty(), "{dir} is empty");
-        files.sort();
-        files
+        tessera_sdk::corpus::seed_bytes("vmmanager_filter")
     }
 
     #[test]
@@ -57,11 +47,7 @@ mod properties {
             at in any::<usize>(),
             insert in prop::collection::vec(any::<u8>(), 0..16),
         ) {
-            let seeds = corpus();
-            let mut seed = seeds[i % seeds.len()].clone();
-            let at = at % (seed.len() + 1);
-            seed.splice(at..at, insert);
-            vmmanager_filter(&seed);
+            vmmanager_filter(&tessera_sdk::corpus::splice(&corpus(), i, at, 0, &insert));
         }
 
         #[test]
