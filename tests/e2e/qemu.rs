@@ -30,7 +30,7 @@ pub fn qemu_present() -> bool {
 }
 
 /// A 1 MiB raw disk whose boot sector writes `BANNER` to COM1 and halts.
-pub fn boot_image(path: &Path) {
+fn boot_image(path: &Path) {
     let code: [u8; 22] = [
         0x31, 0xC0, // xor ax, ax
         0x8E, 0xD8, // mov ds, ax
@@ -95,12 +95,9 @@ fn wait_banner(serial: &Path) {
     }
 }
 
-#[test]
-fn a_real_vm_boots_stops_starts_and_is_deleted() {
-    if !qemu_present() {
-        return;
-    }
-    let server = Server::with_site(&qemu_site());
+/// Builds the boot image and imports it with the CLI as the public image
+/// `tiny-boot` version 1.
+pub fn import_boot_image(server: &Server) {
     let image = server.dir.join("boot.img");
     boot_image(&image);
     let (config, data) = (server.dir.join("site.toml"), server.data_dir());
@@ -122,6 +119,16 @@ fn a_real_vm_boots_stops_starts_and_is_deleted() {
     ]);
     assert_eq!(code, 0, "import: {out} {err}");
     assert!(out.contains("imported"), "{out}");
+}
+
+#[test]
+fn a_real_vm_boots_stops_starts_and_is_deleted() {
+    if !qemu_present() {
+        return;
+    }
+    let server = Server::with_site(&qemu_site());
+    import_boot_image(&server);
+    let data = server.data_dir();
 
     let created = client()
         .post(server.url("/hello/vms"))

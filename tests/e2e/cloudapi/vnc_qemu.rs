@@ -12,8 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::machine_networking::{block_on, connect, next, off_runtime};
 use super::{Signer, account_with_key, assert_error, site, status_json};
-use crate::harness::run_cli;
-use crate::qemu::{boot_image, qemu_present};
+use crate::qemu::{import_boot_image, qemu_present};
 
 const SETTINGS: &str = r#"
 [plugins.cloudapi.settings.packages.tiny]
@@ -64,26 +63,7 @@ fn vnc_reaches_the_real_qemu_console() {
         return;
     }
     let server = site(SETTINGS);
-    let image = server.dir.join("boot.img");
-    boot_image(&image);
-    let (config, data) = (server.dir.join("site.toml"), server.data_dir());
-    let (code, out, err) = run_cli(&[
-        "image",
-        "import",
-        image.to_str().unwrap(),
-        "--name",
-        "tiny-boot",
-        "--version",
-        "1",
-        "--os",
-        "other",
-        "--public",
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "import: {out} {err}");
+    import_boot_image(&server);
     let api = account_with_key(&server, "alice");
     let (_, _, images) = status_json(api.get("/my/images?name=tiny-boot"));
     let image_id = images[0]["id"]
