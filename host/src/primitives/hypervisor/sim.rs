@@ -97,58 +97,33 @@ CREATE TABLE IF NOT EXISTS hv_package_info (
 /// (this backend, `qemu` on the same inventory, a second kernel on the same
 /// database). VMs that existed before the feed get revision 1 (once: the
 /// counter's row says the feed exists).
-const CHANGE_FEED: &str = "
+const CHANGE_FEED_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS hv_vm_changes (vm TEXT PRIMARY KEY, rev INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS hv_vm_changes_rev ON hv_vm_changes (rev);
 INSERT OR IGNORE INTO hv_vm_changes (vm, rev) SELECT id, 1 FROM hv_vms
     WHERE NOT EXISTS (SELECT 1 FROM hv_counters WHERE name = 'vm_rev');
 INSERT OR IGNORE INTO hv_counters (name, value) VALUES ('vm_rev', 1);
-CREATE TRIGGER IF NOT EXISTS hv_vms_rev_insert AFTER INSERT ON hv_vms BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.id, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_vms_rev_update AFTER UPDATE ON hv_vms BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.id, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_vms_rev_delete AFTER DELETE ON hv_vms BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT OLD.id, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_disks_rev_insert AFTER INSERT ON hv_disks BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_disks_rev_update AFTER UPDATE ON hv_disks BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_disks_rev_delete AFTER DELETE ON hv_disks BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT OLD.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_nics_rev_insert AFTER INSERT ON hv_nics BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_nics_rev_update AFTER UPDATE ON hv_nics BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT NEW.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
-CREATE TRIGGER IF NOT EXISTS hv_nics_rev_delete AFTER DELETE ON hv_nics BEGIN
-    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
-    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
-        SELECT OLD.vm, value FROM hv_counters WHERE name = 'vm_rev';
-END;
 ";
+
+/// The feed's tables plus one trigger per write (insert, update, delete) on
+/// each table that makes up a VM, named `hv_<table>_rev_<write>`.
+fn change_feed() -> String {
+    let mut sql = CHANGE_FEED_TABLES.to_string();
+    for (table, vm) in [("vms", "id"), ("disks", "vm"), ("nics", "vm")] {
+        for (write, row) in [("insert", "NEW"), ("update", "NEW"), ("delete", "OLD")] {
+            let event = write.to_uppercase();
+            sql += &format!(
+                "CREATE TRIGGER IF NOT EXISTS hv_{table}_rev_{write} AFTER {event} ON hv_{table} BEGIN
+    UPDATE hv_counters SET value = value + 1 WHERE name = 'vm_rev';
+    INSERT OR REPLACE INTO hv_vm_changes (vm, rev)
+        SELECT {row}.{vm}, value FROM hv_counters WHERE name = 'vm_rev';
+END;
+"
+            );
+        }
+    }
+    sql
+}
 
 const UPSERT_NODE: &str = "
 INSERT INTO hv_nodes (id, name, cpus, ram_mib, disk_mib, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -212,7 +187,7 @@ impl SimBackend {
         settings.check()?;
         db.with_write_tx(|tx| {
             tx.execute_batch(SCHEMA)?;
-            tx.execute_batch(CHANGE_FEED)?;
+            tx.execute_batch(&change_feed())?;
             seed(tx, settings)
         })?;
         Ok(SimBackend {
@@ -2913,7 +2888,7 @@ mod tests {
             tx.execute_batch(
                 "DELETE FROM hv_vm_changes; DELETE FROM hv_counters WHERE name = 'vm_rev';",
             )?;
-            tx.execute_batch(CHANGE_FEED)?;
+            tx.execute_batch(&change_feed())?;
             Ok::<_, HvError>(())
         })?;
         let page = site.hv.vm_changes_since(0, 10)?;
@@ -2922,7 +2897,7 @@ mod tests {
         // Opening again backfills nothing: the feed exists.
         site.db.with_write_tx(|tx| {
             tx.execute_batch("DELETE FROM hv_vm_changes;")?;
-            tx.execute_batch(CHANGE_FEED)?;
+            tx.execute_batch(&change_feed())?;
             Ok::<_, HvError>(())
         })?;
         assert!(site.hv.vm_changes_since(0, 10)?.changes.is_empty());
