@@ -17,7 +17,7 @@ const DEFAULT_CLUSTER_NAME: &str = "default";
 const INVENTORY_PAGE: u64 = 10_000;
 
 /// A stored object looked up by its `internal.hv_id`.
-fn by_hv_id(collection: storage::Collection, hv_id: &str) -> ApiResult<Option<Value>> {
+pub fn by_hv_id(collection: storage::Collection, hv_id: &str) -> ApiResult<Option<Value>> {
     let page = collection
         .query()
         .filter(Filter::eq("internal.hv_id", hv_id))

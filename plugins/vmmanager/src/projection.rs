@@ -13,7 +13,7 @@ use tessera_sdk::hypervisor::{self as hv, Vm, VmChange, VmState};
 use tessera_sdk::storage::{self, Filter, StorageError, Write};
 
 use crate::errors::{ApiError, ApiResult};
-use crate::inventory::{self, by_id};
+use crate::inventory::{self, by_hv_id, by_id};
 use crate::meta;
 use crate::model::collection::{CLUSTER, DISK, HOST, OS};
 use crate::model::{self, HostContext, host_document, key, reference};
@@ -119,15 +119,6 @@ impl Lookups {
             )
         }))
     }
-}
-
-fn by_hv_id(collection: storage::Collection, hv_id: &str) -> ApiResult<Option<Value>> {
-    let page = collection
-        .query()
-        .filter(Filter::eq("internal.hv_id", hv_id))
-        .limit(1)
-        .fetch::<Value>()?;
-    Ok(page.items.into_iter().next().map(|item| item.value))
 }
 
 /// The stored host of VM `hv_id`: its id, document and version.
