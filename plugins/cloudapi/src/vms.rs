@@ -25,46 +25,25 @@ pub fn owned(account_id: &str, login: &str, id: &str) -> ApiResult<Vm> {
 
 /// Every live machine of the account.
 pub fn of_account(account_id: &str, login: &str) -> ApiResult<Vec<Vm>> {
-    let mut out = Vec::new();
-    for owner in [account_id, login] {
-        let mut offset = 0;
-        loop {
-            let page = hv::list_vms(&VmFilter {
-                owner: Some(owner.to_string()),
-                state: None,
-                name: None,
-                image: None,
-                node: None,
-                tag: None,
-                offset,
-                limit: Some(1000),
-            })
-            .map_err(hv_error)?;
-            let got = page.vms.len() as u64;
-            out.extend(
-                page.vms
-                    .into_iter()
-                    .filter(|vm| vm.state != VmState::Deleted),
-            );
-            offset += got;
-            if got == 0 || offset >= page.total {
-                break;
-            }
-        }
-        if account_id == login {
-            break;
-        }
+    let mut out = live(Some(account_id))?;
+    if account_id != login {
+        out.extend(live(Some(login))?);
     }
     Ok(out)
 }
 
 /// Every live machine of the site (for who holds an address on a shared network).
 pub fn all() -> ApiResult<Vec<Vm>> {
+    live(None)
+}
+
+/// Every machine not deleted, of `owner` or of everyone, a page of 1000 at a time.
+fn live(owner: Option<&str>) -> ApiResult<Vec<Vm>> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
         let page = hv::list_vms(&VmFilter {
-            owner: None,
+            owner: owner.map(str::to_string),
             state: None,
             name: None,
             image: None,

@@ -771,12 +771,23 @@ impl Hypervisor {
             return;
         };
         if let Ok(Some(vm)) = self.backend.get_vm(id) {
-            let payload = serde_json::json!({
-                "id": vm.id, "name": vm.name, "owner": vm.owner, "state": vm.state.as_str(),
-                "change": change, "creator": vm.creator,
-            });
-            events.publish(HYPERVISOR_VM, payload.to_string());
+            publish(events, &vm, change);
         }
+    }
+
+    /// Publishes `vm` as the change left it: read again later, a fast job
+    /// could already have moved it on (a create announced as `running`).
+    fn announce_vm<T>(
+        &self,
+        result: Result<T, HvError>,
+        vm: impl Fn(&T) -> &Vm,
+        change: &'static str,
+    ) -> Result<T, HvError> {
+        let events = self.events.as_ref().filter(|e| e.has_subscribers());
+        if let (Ok(value), Some(events)) = (&result, events) {
+            publish(events, vm(value), change);
+        }
+        result
     }
 
     /// `changed` for a result that names the VM.
@@ -854,7 +865,7 @@ impl Hypervisor {
         check_principal("caller", caller)?;
         check_principal("plugin", plugin)?;
         let created = self.backend.create_vm(&spec, caller, plugin);
-        self.announce(created, |(vm, _)| &vm.id, |_| Operation::Create.as_str())
+        self.announce_vm(created, |(vm, _)| vm, Operation::Create.as_str())
     }
 
     /// `create_vm` constrained to the nodes `placement` allows, preferring
@@ -873,7 +884,7 @@ impl Hypervisor {
         let created = self
             .backend
             .create_vm_placed(&spec, &placement, caller, plugin);
-        self.announce(created, |(vm, _)| &vm.id, |_| Operation::Create.as_str())
+        self.announce_vm(created, |(vm, _)| vm, Operation::Create.as_str())
     }
 
     /// Starts, stops, reboots or deletes a VM per [`VmAction::rule`].
@@ -1194,7 +1205,7 @@ impl Hypervisor {
     /// succeeds. Completing a completed transition again returns the VM unchanged.
     pub fn complete(&self, transition: &str) -> Result<Vm, HvError> {
         let done = self.backend.complete(transition);
-        self.announce(done, |vm| &vm.id, |_| "completed")
+        self.announce_vm(done, |vm| vm, "completed")
     }
 
     /// The transitions that bring drifted VMs back in line (see
@@ -1212,8 +1223,17 @@ impl Hypervisor {
     pub fn fail(&self, transition: &str, reason: &str) -> Result<Vm, HvError> {
         let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
         let failed = self.backend.fail(transition, &reason);
-        self.announce(failed, |vm| &vm.id, |_| "failed")
+        self.announce_vm(failed, |vm| vm, "failed")
     }
+}
+
+/// One `hypervisor.vm` event: the VM's identity and state, and what changed.
+fn publish(events: &EventBus, vm: &Vm, change: &str) {
+    let payload = serde_json::json!({
+        "id": vm.id, "name": vm.name, "owner": vm.owner, "state": vm.state.as_str(),
+        "change": change, "creator": vm.creator,
+    });
+    events.publish(HYPERVISOR_VM, payload.to_string());
 }
 
 /// The spec with its JSON normalised, or why it is refused.
