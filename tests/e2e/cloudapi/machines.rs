@@ -824,7 +824,7 @@ fn images_from_machines_update_and_delete() {
 }
 
 /// Polls GetImage until `state`.
-fn wait_image(api: &Signer, id: &str, state: &str) -> Value {
+pub(super) fn wait_image(api: &Signer, id: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (status, _, body) = status_json(api.get(&format!("/my/images/{id}")));
@@ -1092,10 +1092,49 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
         404,
         "ResourceNotFound",
     );
-    assert_error(
-        bob.post(&format!("/my/images/{made_id}?action=clone"), &json!({})),
-        501,
-        "NotImplemented",
+    let clone_url = format!("/my/images/{made_id}?action=clone");
+    assert_error(api.post(&clone_url, &json!({})), 409, "InvalidArgument");
+    let (status, _, cloned) = status_json(bob.post(&clone_url, &json!({})));
+    assert_eq!(status, 200, "{cloned}");
+    let cloned_id = cloned["id"].as_str().unwrap().to_string();
+    assert_ne!(cloned_id, made_id);
+    assert_eq!(
+        (
+            &cloned["name"],
+            &cloned["version"],
+            &cloned["owner"],
+            &cloned["state"],
+            &cloned["public"]
+        ),
+        (
+            &json!("shared"),
+            &json!("1.0.0"),
+            &json!(bob_id),
+            &json!("active"),
+            &json!(false)
+        ),
+        "{cloned}"
+    );
+    assert!(
+        cloned.get("acl").is_none_or(|acl| acl == &json!([])),
+        "{cloned}"
+    );
+    // One copy per name and version per owner.
+    assert_error(bob.post(&clone_url, &json!({})), 409, "InvalidArgument");
+    let (_, _, bobs) = status_json(bob.get("/my/images"));
+    assert!(
+        bobs.as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == cloned_id.as_str())
+    );
+    let (_, _, owners) = status_json(api.get("/my/images"));
+    assert!(
+        !owners
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == cloned_id.as_str())
     );
     // A shared image provisions for the account it is shared with.
     let (status, _, child) = status_json(bob.post(
@@ -1107,6 +1146,14 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
     let (_, _, unshared) = status_json(api.post(&unshare, &json!({"account": bob_id})));
     assert_eq!(unshared["acl"], json!([]));
     assert!(!listed(&bob));
+    // The clone is independent: it still provisions once the share is gone,
+    // and its owner may delete it.
+    let (status, _, from_clone) = status_json(bob.post(
+        "/my/machines",
+        &json!({"image": cloned_id, "package": "small"}),
+    ));
+    assert_eq!(status, 201, "{from_clone}");
+    assert_error(bob.post(&clone_url, &json!({})), 404, "ResourceNotFound");
     // Import from another datacenter: an id this site has is refused as such.
     assert_error(
         api.post(

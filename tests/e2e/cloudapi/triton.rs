@@ -557,6 +557,39 @@ fn triton_image_create_share_and_affinity() {
     let (status, _, _) = status_json(bob.get(&format!("/my/images/{image_id}")));
     assert_eq!(status, 404);
 
+    // `triton image clone`: bob's image, shared with the CLI's account, becomes its own.
+    let alpine = super::machine_networking::image_id(&bob);
+    let bobs_vm = super::machine_networking::running(
+        &bob,
+        json!({"image": alpine, "package": "sample-512M", "name": "bobs"}),
+    );
+    let (status, _, made) = status_json(bob.post(
+        "/my/images",
+        &json!({"machine": bobs_vm, "name": "bobs-img", "version": "2.0.0"}),
+    ));
+    assert_eq!(status, 201, "{made}");
+    let bobs_image = made["id"].as_str().unwrap().to_string();
+    super::machines::wait_image(&bob, &bobs_image, "active");
+    let alice_id = status_json(t.api().get("/my")).2["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = status_json(bob.post(
+        &format!("/my/images/{bobs_image}?action=share"),
+        &json!({"account": alice_id}),
+    ));
+    assert_eq!(status, 200);
+    let out = t.ok(&["image", "clone", "-j", &bobs_image]);
+    let clone: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(
+        (&clone["name"], &clone["owner"], &clone["state"]),
+        (&json!("bobs-img"), &json!(alice_id), &json!("active")),
+        "{clone}"
+    );
+    assert_ne!(clone["id"], json!(bobs_image));
+    let (code, _, err) = t.run(&["image", "clone", &bobs_image]);
+    assert_ne!(code, 0, "a second copy of the same name and version: {err}");
+
     // Hard affinity: away from golden, so on the other sim node.
     t.ok(&[
         "instance",

@@ -646,6 +646,10 @@ pub trait HypervisorBackend: Send + Sync {
     ) -> Result<Vm, HvError>;
     fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError>;
     fn delete_image(&self, id: &str) -> Result<(), HvError>;
+    /// A private copy of an `active` image owned by `owner`, with the same
+    /// name, version and content and an empty ACL; `Conflict` if `owner` has
+    /// an image of that name and version.
+    fn clone_image(&self, id: &str, owner: &str) -> Result<Image, HvError>;
     fn create_image_from_vm(
         &self,
         id: &str,
@@ -1013,6 +1017,12 @@ impl Hypervisor {
         check_principal("caller", caller)?;
         self.backend
             .create_image_from_vm(id, &checked_image(image)?, caller)
+    }
+
+    /// A private copy of an image for `owner` (CloudAPI's CloneImage).
+    pub fn clone_image(&self, id: &str, owner: &str) -> Result<Image, HvError> {
+        check_principal("owner", owner)?;
+        self.backend.clone_image(id, owner)
     }
 
     /// An image of a settled VM's boot disk made by a job: `creating` until

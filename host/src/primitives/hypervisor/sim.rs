@@ -36,7 +36,10 @@ CREATE TABLE IF NOT EXISTS hv_images (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
     version TEXT NOT NULL, os TEXT NOT NULL, image_type TEXT NOT NULL,
     size_mib INTEGER NOT NULL, state TEXT NOT NULL, owner TEXT, public INTEGER NOT NULL,
-    extra TEXT NOT NULL, created INTEGER NOT NULL, UNIQUE (name, version));
+    extra TEXT NOT NULL, created INTEGER NOT NULL);
+-- Name and version are unique per owner: a clone keeps both under its new owner.
+CREATE UNIQUE INDEX IF NOT EXISTS hv_images_owner_name_version
+    ON hv_images (ifnull(owner, ''), name, version);
 CREATE TABLE IF NOT EXISTS hv_networks (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL UNIQUE,
     vlan INTEGER, subnet TEXT NOT NULL, gateway TEXT, public INTEGER NOT NULL, owner TEXT);
@@ -132,7 +135,7 @@ ON CONFLICT (name) DO UPDATE SET cpus = excluded.cpus, ram_mib = excluded.ram_mi
 const UPSERT_IMAGE: &str = "
 INSERT INTO hv_images (id, name, version, os, image_type, size_mib, state, owner, public, extra, created)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-ON CONFLICT (name, version) DO UPDATE SET os = excluded.os, image_type = excluded.image_type,
+ON CONFLICT (ifnull(owner, ''), name, version) DO UPDATE SET os = excluded.os, image_type = excluded.image_type,
     size_mib = excluded.size_mib, state = excluded.state, owner = excluded.owner,
     public = excluded.public, extra = excluded.extra";
 const UPSERT_NETWORK: &str = "
@@ -186,6 +189,7 @@ impl SimBackend {
     pub fn open(db: Database, settings: &SimSettings) -> Result<SimBackend, HvError> {
         settings.check()?;
         db.with_write_tx(|tx| {
+            rekey_images(tx)?;
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(&change_feed())?;
             seed(tx, settings)
@@ -324,17 +328,7 @@ impl HypervisorBackend for SimBackend {
     fn import_image(&self, image: &NewImage) -> Result<Image, HvError> {
         let id = Uuid::new_v4().to_string();
         self.db.with_write_tx(|tx| {
-            let taken: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2)",
-                )?
-                .query_row([&image.name, &image.version], |row| row.get(0))?;
-            if taken {
-                return Err(HvError::Conflict(format!(
-                    "image {} version {} exists",
-                    image.name, image.version
-                )));
-            }
+            check_image_free(tx, image)?;
             insert_image(tx, &id, image, now_ms())?;
             image_by_id(tx, &id)?.ok_or_else(|| HvError::NotFound(format!("image {id}")))
         })
@@ -573,16 +567,7 @@ impl HypervisorBackend for SimBackend {
             let name = changes.name.as_ref().unwrap_or(&image.name);
             let version = changes.version.as_ref().unwrap_or(&image.version);
             let extra = changes.extra.as_ref().unwrap_or(&image.extra);
-            let taken: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2 AND id <> ?3)",
-                )?
-                .query_row([name, version, &image.id], |row| row.get(0))?;
-            if taken {
-                return Err(HvError::Conflict(format!(
-                    "image {name} version {version} exists"
-                )));
-            }
+            check_image_name_free(tx, image.owner.as_deref(), name, version, Some(&image.id))?;
             tx.prepare_cached(
                 "UPDATE hv_images SET name = ?2, version = ?3, extra = ?4 WHERE id = ?1",
             )?
@@ -610,6 +595,38 @@ impl HypervisorBackend for SimBackend {
         })
     }
 
+    fn clone_image(&self, id: &str, owner: &str) -> Result<Image, HvError> {
+        let clone_id = Uuid::new_v4().to_string();
+        self.db.with_write_tx(|tx| {
+            let source =
+                image_by_id(tx, id)?.ok_or_else(|| HvError::NotFound(format!("image {id}")))?;
+            if source.state != "active" {
+                return Err(HvError::Conflict(format!(
+                    "image {id} is {}, only an active image can be cloned",
+                    source.state
+                )));
+            }
+            // The copy is the new owner's alone: private, and shared with no one.
+            let mut extra: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&source.extra).unwrap_or_default();
+            extra.remove("acl");
+            let copy = NewImage {
+                name: source.name,
+                version: source.version,
+                os: source.os,
+                image_type: source.image_type,
+                size_mib: source.size_mib,
+                owner: Some(owner.to_string()),
+                public: false,
+                extra: serde_json::Value::Object(extra).to_string(),
+            };
+            check_image_free(tx, &copy)?;
+            insert_image(tx, &clone_id, &copy, now_ms())?;
+            image_by_id(tx, &clone_id)?
+                .ok_or_else(|| HvError::NotFound(format!("image {clone_id}")))
+        })
+    }
+
     fn create_image_from_vm(
         &self,
         id: &str,
@@ -618,17 +635,7 @@ impl HypervisorBackend for SimBackend {
     ) -> Result<Image, HvError> {
         let image_id = Uuid::new_v4().to_string();
         self.change(id, caller, Operation::CreateImage, SETTLED, |conn, vm| {
-            let taken: bool = conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2)",
-                )?
-                .query_row([&image.name, &image.version], |row| row.get(0))?;
-            if taken {
-                return Err(HvError::Conflict(format!(
-                    "image {} version {} exists",
-                    image.name, image.version
-                )));
-            }
+            check_image_free(conn, image)?;
             let boot = vm
                 .disks
                 .iter()
@@ -1216,17 +1223,64 @@ fn image_of_job(conn: &Connection, transition: &str) -> Result<Option<String>, H
     Ok(found.flatten())
 }
 
-/// `Conflict` if an image of that name and version exists.
+/// `Conflict` if the image's owner has one of that name and version.
 fn check_image_free(conn: &Connection, image: &NewImage) -> Result<(), HvError> {
+    check_image_name_free(
+        conn,
+        image.owner.as_deref(),
+        &image.name,
+        &image.version,
+        None,
+    )
+}
+
+/// `Conflict` if `owner` (`None`: the operator) has an image named `name` at
+/// `version` other than `except`.
+fn check_image_name_free(
+    conn: &Connection,
+    owner: Option<&str>,
+    name: &str,
+    version: &str,
+    except: Option<&str>,
+) -> Result<(), HvError> {
     let taken: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM hv_images WHERE name = ?1 AND version = ?2)")?
-        .query_row([&image.name, &image.version], |row| row.get(0))?;
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM hv_images WHERE ifnull(owner, '') = ifnull(?1, '') \
+             AND name = ?2 AND version = ?3 AND id <> ifnull(?4, ''))",
+        )?
+        .query_row(params![owner, name, version, except], |row| row.get(0))?;
     if taken {
         return Err(HvError::Conflict(format!(
-            "image {} version {} exists",
-            image.name, image.version
+            "image {name} version {version} exists"
         )));
     }
+    Ok(())
+}
+
+/// Sites made before images were keyed per owner have `UNIQUE (name, version)`
+/// on the table itself; SQLite cannot drop that, so the table is rebuilt
+/// (same columns, same rows) and `SCHEMA` then adds the per-owner index.
+fn rekey_images(tx: &Connection) -> Result<(), HvError> {
+    let ddl = query_opt(
+        tx,
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'hv_images'",
+        [],
+        |row| row.get::<_, String>(0),
+    )?;
+    if !ddl.is_some_and(|ddl| ddl.contains("UNIQUE (name, version)")) {
+        return Ok(());
+    }
+    tx.execute_batch(
+        "CREATE TABLE hv_images_rekeyed (
+            seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+            version TEXT NOT NULL, os TEXT NOT NULL, image_type TEXT NOT NULL,
+            size_mib INTEGER NOT NULL, state TEXT NOT NULL, owner TEXT, public INTEGER NOT NULL,
+            extra TEXT NOT NULL, created INTEGER NOT NULL);
+        INSERT INTO hv_images_rekeyed SELECT seq, id, name, version, os, image_type, size_mib,
+            state, owner, public, extra, created FROM hv_images;
+        DROP TABLE hv_images;
+        ALTER TABLE hv_images_rekeyed RENAME TO hv_images;",
+    )?;
     Ok(())
 }
 
@@ -3301,6 +3355,92 @@ mod tests {
         site.hv.create_vm(&spec("bob"), "bob", "cloudapi")?;
         let carol = site.hv.create_vm(&spec("carol"), "carol", "cloudapi");
         assert!(matches!(carol, Err(HvError::NotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_clone_is_a_private_copy_under_its_new_owner() -> TestResult {
+        let site = Site::open()?;
+        let shared = site.hv.import_image(&NewImage {
+            name: "golden".into(),
+            version: "1".into(),
+            os: "linux".into(),
+            image_type: "zvol".into(),
+            size_mib: 1024,
+            owner: Some("alice".into()),
+            public: false,
+            extra: r#"{"acl":["bob","carol"],"description":"base"}"#.into(),
+        })?;
+        let clone = site.hv.clone_image(&shared.id, "bob")?;
+        assert_ne!(clone.id, shared.id);
+        assert_eq!(
+            (clone.name.as_str(), clone.version.as_str()),
+            ("golden", "1")
+        );
+        assert_eq!(clone.owner.as_deref(), Some("bob"));
+        assert!(!clone.public);
+        assert_eq!(clone.state, "active");
+        let extra: serde_json::Value = serde_json::from_str(&clone.extra)?;
+        assert_eq!(
+            extra,
+            json!({ "description": "base" }),
+            "no acl on the copy"
+        );
+        // Names are unique per owner: bob has this one now, carol not yet.
+        let again = site.hv.clone_image(&shared.id, "bob");
+        assert!(matches!(again, Err(HvError::Conflict(_))), "{again:?}");
+        site.hv.clone_image(&shared.id, "carol")?;
+        let renamed = site.hv.update_image(
+            &clone.id,
+            &ImageChanges {
+                version: Some("2".into()),
+                ..ImageChanges::default()
+            },
+        )?;
+        assert_eq!(renamed.version, "2");
+        let missing = site.hv.clone_image("no-such-image", "bob");
+        assert!(matches!(missing, Err(HvError::NotFound(_))), "{missing:?}");
+        // The copy serves its owner at create like any image of theirs.
+        let spec = site.spec_with("from-clone", |s| {
+            s.owner = "bob".into();
+            s.image = clone.id.clone();
+        });
+        site.hv.create_vm(&spec, "bob", "cloudapi")?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_site_keyed_by_name_and_version_is_rekeyed_per_owner_keeping_its_rows() -> TestResult {
+        let db = Database::open_in_memory_for_tests()?;
+        db.with_write_tx(|tx| {
+            tx.execute_batch(
+                "CREATE TABLE hv_images (
+                    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+                    version TEXT NOT NULL, os TEXT NOT NULL, image_type TEXT NOT NULL,
+                    size_mib INTEGER NOT NULL, state TEXT NOT NULL, owner TEXT, public INTEGER NOT NULL,
+                    extra TEXT NOT NULL, created INTEGER NOT NULL, UNIQUE (name, version));
+                INSERT INTO hv_images (id, name, version, os, image_type, size_mib, state, owner,
+                    public, extra, created)
+                    VALUES ('old-1', 'kept', '1', 'linux', 'zvol', 10, 'active', 'alice', 0, '{}', 1);",
+            )?;
+            Ok::<_, HvError>(())
+        })?;
+        let settings = HypervisorSettings {
+            backend: SIM_BACKEND.into(),
+            sim: instant(),
+            ..HypervisorSettings::default()
+        };
+        let hv = Hypervisor::open(db.clone(), &settings, std::path::Path::new("."))?;
+        let kept = hv.get_image("old-1")?.ok_or("the old row is kept")?;
+        assert_eq!(
+            (kept.name.as_str(), kept.owner.as_deref()),
+            ("kept", Some("alice"))
+        );
+        let bobs = hv.clone_image("old-1", "bob")?;
+        assert_eq!(bobs.name, "kept");
+        // Opening again is a no-op, and the seeds still upsert on the new key.
+        let again = Hypervisor::open(db, &settings, std::path::Path::new("."))?;
+        assert_eq!(again.list_images()?.len(), hv.list_images()?.len());
         Ok(())
     }
 

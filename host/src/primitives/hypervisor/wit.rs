@@ -261,6 +261,9 @@ impl wit::Host for InstanceState {
         };
         Ok(self.compute()?.hypervisor.query_vms(&query)?.into())
     }
+    fn clone_image(&mut self, id: String, owner: String) -> WitResult<wit::Image> {
+        Ok(self.compute()?.hypervisor.clone_image(&id, &owner)?.into())
+    }
     fn list_packages_info(&mut self) -> WitResult<Vec<wit::HvPackageInfo>> {
         let packages = self.compute()?.hypervisor.list_packages()?;
         Ok(packages

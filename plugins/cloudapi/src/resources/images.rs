@@ -364,11 +364,9 @@ pub fn action(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
                     format!("image {} is not shared with your account", image.id),
                 ));
             }
-            Err(ApiError::new(
-                501,
-                "NotImplemented",
-                "image clone is not available: this site keys images by name and version, so an owned copy of the same name and version cannot exist",
-            ))
+            // Flattened images have no origin chain, so the one copy is all.
+            let cloned = hv::clone_image(&image.id, &ctx.account.id).map_err(hv_error)?;
+            Ok(Reply::ok(image_json(&cloned)))
         }
         other => Err(ApiError::invalid_argument(format!(
             "{other} is not a valid action"

@@ -362,6 +362,21 @@ impl HypervisorBackend for QemuBackend {
         self.inventory.delete_image(id)
     }
 
+    /// The copy shares the source's qcow2 file through a hard link (image
+    /// files are never written once made), or gets a copy where links fail.
+    fn clone_image(&self, id: &str, owner: &str) -> Result<Image, HvError> {
+        let source = self.images_dir.join(format!("{id}.qcow2"));
+        let cloned = self.inventory.clone_image(id, owner)?;
+        let target = self.images_dir.join(format!("{}.qcow2", cloned.id));
+        let linked = std::fs::hard_link(&source, &target)
+            .or_else(|_| std::fs::copy(&source, &target).map(|_| ()));
+        if let Err(e) = linked {
+            let _ = self.inventory.delete_image(&cloned.id);
+            return Err(backend(format!("{}: {e}", source.display())));
+        }
+        Ok(cloned)
+    }
+
     /// The VM's boot disk, flattened onto its base, becomes the image's qcow2
     /// file. A running VM is stopped for the copy and started again, as
     /// Triton's image creation does. The file is written under a temporary
@@ -809,6 +824,28 @@ mod tests {
     fn kill_now(pid: i32) {
         let pid = rustix::process::Pid::from_raw(pid).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    }
+
+    #[test]
+    fn a_cloned_image_shares_the_file_and_outlives_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(hv) = site(dir.path()) else { return };
+        let source = import_blank(&hv, dir.path());
+        let clone = hv.clone_image(&source.id, "bob").unwrap();
+        let images = dir.path().join(&QemuSettings::default().dir).join("images");
+        let file = |id: &str| images.join(format!("{id}.qcow2"));
+        assert!(file(&clone.id).is_file());
+        assert_eq!(
+            std::fs::read(file(&clone.id)).unwrap(),
+            std::fs::read(file(&source.id)).unwrap()
+        );
+        // The copy boots after its source is gone (and its file with it).
+        hv.delete_image(&source.id).unwrap();
+        let _ = std::fs::remove_file(file(&source.id));
+        let mut spec = small_vm("from-clone", &clone.id);
+        spec.owner = "bob".into();
+        let (vm, _) = hv.create_vm(&spec, "bob", "test").unwrap();
+        assert_eq!(vm.image, clone.id);
     }
 
     #[test]
