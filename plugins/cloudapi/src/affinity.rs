@@ -190,6 +190,36 @@ impl Locality {
     }
 }
 
+/// The placement of a machine of the account (`account_id`, or `login` for
+/// machines owned by name) under `rules` and `locality`, resolved against
+/// the account's live machines other than `moving` (a machine being
+/// migrated). Without rules, Triton's default: spread the account's machines
+/// over the nodes.
+pub fn resolve(
+    account_id: &str,
+    login: &str,
+    rules: &[Rule],
+    locality: Option<&Locality>,
+    moving: Option<&str>,
+) -> ApiResult<Placement> {
+    let mut resolved = if rules.is_empty() && locality.is_none() {
+        Placement {
+            only_nodes: Vec::new(),
+            avoid_nodes: Vec::new(),
+            prefer_nodes: Vec::new(),
+            shun_nodes: Vec::new(),
+            vm_id: None,
+            spread: true,
+        }
+    } else {
+        let mut vms = crate::vms::of_account(account_id, login)?;
+        vms.retain(|vm| Some(vm.id.as_str()) != moving);
+        placement(rules, locality, &vms)?
+    };
+    resolved.spread = true;
+    Ok(resolved)
+}
+
 /// The node constraints for `rules` and `locality` over the account's
 /// machines (`vms`: not deleted). `Err` with `InvalidArgument` when hard
 /// rules leave no node (a `==` rule that names no machine, or two `==`
@@ -235,6 +265,7 @@ pub fn placement(rules: &[Rule], locality: Option<&Locality>, vms: &[Vm]) -> Api
         prefer_nodes: prefer.into_iter().collect(),
         shun_nodes: shun.into_iter().collect(),
         vm_id: None,
+        spread: true,
     })
 }
 

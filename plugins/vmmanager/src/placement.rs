@@ -49,6 +49,8 @@ pub fn create_in_cluster(spec: &VmSpec, cluster: u64, caller: &str) -> ApiResult
         prefer_nodes: Vec::new(),
         shun_nodes: Vec::new(),
         vm_id: None,
+        // VMmanager places on the node with the most free resources.
+        spread: false,
     };
     Ok(hv::create_vm_placed(spec, &placement, caller)?)
 }

@@ -1165,6 +1165,55 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
     );
 }
 
+/// Without rules, an account's machines spread over the nodes (Triton's
+/// default); a migration's `affinity` rules choose its target as
+/// CreateMachine's choose a node, and a bad rule is refused up front.
+#[test]
+fn machines_spread_by_default_and_migrations_honour_affinity() {
+    let (server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let a = running(&api, "spread-a", &image);
+    let b = running(&api, "spread-b", &image);
+    assert_ne!(
+        node_of(&api, &a),
+        node_of(&api, &b),
+        "one machine per node first"
+    );
+    // Another account's machines do not count for this one's spreading.
+    let bob = super::account_with_key(&server, "bob");
+    let bobs = running(&bob, "bobs", &image);
+    assert!(!node_of(&bob, &bobs).is_empty());
+
+    let path = format!("/my/machines/{a}/migrate");
+    assert_error(
+        api.post(&path, &json!({"action": "begin", "affinity": ["bogus"]})),
+        409,
+        "InvalidArgument",
+    );
+    // Away from spread-b leaves only spread-a's own node: begin fails, saying why.
+    let (status, _, begun) = status_json(api.post(
+        &path,
+        &json!({"action": "begin", "affinity": ["instance!=spread-b"]}),
+    ));
+    assert_eq!(status, 201, "{begun}");
+    let failed = wait_migration(&server, &api, &a, "failed");
+    assert_eq!(failed["phase"], "begin");
+    assert!(
+        failed["error"]
+            .to_string()
+            .contains("no other compute node"),
+        "{failed}"
+    );
+    // Together with spread-b: the migration moves spread-a onto its node.
+    let (status, _, begun) = status_json(api.post(
+        &path,
+        &json!({"action": "automatic", "affinity": ["instance==spread-b"]}),
+    ));
+    assert_eq!(status, 201, "{begun}");
+    wait_migration(&server, &api, &a, "successful");
+    assert_eq!(node_of(&api, &a), node_of(&api, &b));
+}
+
 /// Polls GetMigration until `state`.
 fn wait_migration(server: &Server, api: &Signer, id: &str, state: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);

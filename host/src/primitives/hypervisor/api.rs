@@ -472,6 +472,9 @@ pub struct Placement {
     pub shun_nodes: Vec<String>,
     /// The new VM's id, a UUID the caller chose; `None`: a new one.
     pub vm_id: Option<String>,
+    /// Within each rank, nodes holding fewer of the owner's live VMs first,
+    /// then the most free RAM (Triton's default spreading).
+    pub spread: bool,
 }
 
 /// Which VMs `list_vms` returns; every field set narrows it.
@@ -646,6 +649,13 @@ pub trait HypervisorBackend: Send + Sync {
     ) -> Result<Vm, HvError>;
     fn update_image(&self, id: &str, changes: &ImageChanges) -> Result<Image, HvError>;
     fn delete_image(&self, id: &str) -> Result<(), HvError>;
+    /// Where a migration of `id` would go under `placement` (see `place`).
+    fn migration_target(&self, id: &str, placement: &Placement) -> Result<String, HvError> {
+        let _ = (id, placement);
+        Err(HvError::Invalid(
+            "this hypervisor backend has one node and migrates nothing".into(),
+        ))
+    }
     /// A private copy of an `active` image owned by `owner`, with the same
     /// name, version and content and an empty ACL; `Conflict` if `owner` has
     /// an image of that name and version.
@@ -1093,6 +1103,12 @@ impl Hypervisor {
     }
 
     /// Moves a settled VM to another node (`node`, or the roomiest).
+    /// The node a migration of `id` would go to under `placement`.
+    pub fn migration_target(&self, id: &str, placement: &Placement) -> Result<String, HvError> {
+        self.backend
+            .migration_target(id, &checked_placement(placement)?)
+    }
+
     pub fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError> {
         check_principal("caller", caller)?;
         let moved = self.backend.migrate_vm(id, node, caller);

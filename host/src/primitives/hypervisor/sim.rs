@@ -401,6 +401,20 @@ impl HypervisorBackend for SimBackend {
         })
     }
 
+    fn migration_target(&self, id: &str, placement: &Placement) -> Result<String, HvError> {
+        self.db.with_read_tx(|tx| {
+            let vm = existing_vm(tx, id)?;
+            let mut away = placement.clone();
+            away.avoid_nodes.extend(vm.node.clone());
+            let size = Size {
+                cpus: vm.cpus,
+                ram_mib: vm.ram_mib,
+                disk_mib: vm.disk_mib,
+            };
+            place(tx, size, &away, &vm.owner)
+        })
+    }
+
     fn migrate_vm(&self, id: &str, node: Option<&str>, caller: &str) -> Result<Vm, HvError> {
         self.change(id, caller, Operation::Migrate, SETTLED, |conn, vm| {
             let current = vm.node.clone().unwrap_or_default();
@@ -724,7 +738,7 @@ impl HypervisorBackend for SimBackend {
             }
             let networks = spec_networks(tx, spec)?;
             check_name_free(tx, &spec.owner, &spec.name, &id)?;
-            let node = place(tx, spec_size(spec), placement)?;
+            let node = place(tx, spec_size(spec), placement, &spec.owner)?;
             let now = now_ms();
             insert_vm(tx, &id, spec, &node, plugin, now)?;
             insert_disk(tx, &id, spec.disk_mib, true)?;
@@ -1726,9 +1740,15 @@ fn spec_size(spec: &VmSpec) -> Size {
 }
 
 /// The running node with room for `size` the placement allows: a preferred
-/// one if any, else one not shunned if any, then the most free RAM (ties by
-/// name).
-fn place(conn: &Connection, size: Size, placement: &Placement) -> Result<String, HvError> {
+/// one if any, else one not shunned if any; within that, with `spread`, the
+/// one holding the fewest of `owner`'s live VMs; then the most free RAM (ties
+/// by name).
+fn place(
+    conn: &Connection,
+    size: Size,
+    placement: &Placement,
+    owner: &str,
+) -> Result<String, HvError> {
     let sql = format!(
         "{FREE} WHERE n.state = 'running' GROUP BY n.id \
          HAVING free_cpus >= ?1 AND free_ram >= ?2 AND free_disk >= ?3 \
@@ -1755,8 +1775,21 @@ fn place(conn: &Connection, size: Size, placement: &Placement) -> Result<String,
         (placement.only_nodes.is_empty() || named(&placement.only_nodes, id))
             && !named(&placement.avoid_nodes, id)
     });
+    let owned: std::collections::HashMap<String, u64> = if placement.spread {
+        query_all(
+            conn,
+            "SELECT node, count(*) FROM hv_vms WHERE owner = ?1 AND state <> 'deleted' \
+             AND node IS NOT NULL GROUP BY node",
+            [owner],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?
+        .into_iter()
+        .collect()
+    } else {
+        std::collections::HashMap::new()
+    };
     // A stable sort keeps the most-free-RAM order within each rank.
-    let mut ranked: Vec<(u8, String)> = allowed
+    let mut ranked: Vec<(u8, u64, String)> = allowed
         .map(|id| {
             let rank = if named(&placement.prefer_nodes, &id) {
                 0
@@ -1765,20 +1798,24 @@ fn place(conn: &Connection, size: Size, placement: &Placement) -> Result<String,
             } else {
                 1
             };
-            (rank, id)
+            (rank, owned.get(&id).copied().unwrap_or(0), id)
         })
         .collect();
-    ranked.sort_by_key(|(rank, _)| *rank);
+    ranked.sort_by_key(|(rank, owned, _)| (*rank, *owned));
     let constrained = !placement.only_nodes.is_empty() || !placement.avoid_nodes.is_empty();
-    ranked.into_iter().next().map(|(_, id)| id).ok_or_else(|| {
-        HvError::Capacity(format!(
-            "no {}node has {} vcpus, {} MiB of RAM and {} MiB of disk free",
-            if constrained { "allowed " } else { "" },
-            size.cpus,
-            size.ram_mib,
-            size.disk_mib
-        ))
-    })
+    ranked
+        .into_iter()
+        .next()
+        .map(|(_, _, id)| id)
+        .ok_or_else(|| {
+            HvError::Capacity(format!(
+                "no {}node has {} vcpus, {} MiB of RAM and {} MiB of disk free",
+                if constrained { "allowed " } else { "" },
+                size.cpus,
+                size.ram_mib,
+                size.disk_mib
+            ))
+        })
 }
 
 /// Refuses a growth of `vm` its node has no room for; shrinking always fits.
@@ -3355,6 +3392,73 @@ mod tests {
         site.hv.create_vm(&spec("bob"), "bob", "cloudapi")?;
         let carol = site.hv.create_vm(&spec("carol"), "carol", "cloudapi");
         assert!(matches!(carol, Err(HvError::NotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn spreading_puts_an_owners_vms_on_the_nodes_holding_fewest_of_them() -> TestResult {
+        let site = Site::open()?;
+        let spread = Placement {
+            spread: true,
+            ..Placement::default()
+        };
+        let mut placed = Vec::new();
+        for name in ["a", "b", "c", "d"] {
+            let (vm, transition) =
+                site.hv
+                    .create_vm_placed(&site.spec(name), &spread, "alice", "cloudapi")?;
+            site.hv.complete(&transition.id)?;
+            placed.push(vm.node.ok_or("placed")?);
+        }
+        // Two nodes: alternating, whatever the free RAM says.
+        assert_ne!(placed[0], placed[1]);
+        assert_eq!((&placed[2], &placed[3]), (&placed[0], &placed[1]));
+        // Bob's first VM counts only bob's: the most free RAM decides.
+        let bob = site.spec_with("bob-1", |s| s.owner = "bob".into());
+        let (vm, _) = site.hv.create_vm_placed(&bob, &spread, "bob", "cloudapi")?;
+        assert!(vm.node.is_some());
+        // A preference still wins over spreading.
+        let prefer = Placement {
+            prefer_nodes: vec![placed[0].clone()],
+            ..spread.clone()
+        };
+        let (vm, _) = site
+            .hv
+            .create_vm_placed(&site.spec("e"), &prefer, "alice", "cloudapi")?;
+        assert_eq!(vm.node.as_ref(), Some(&placed[0]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_migration_target_is_another_node_the_placement_allows() -> TestResult {
+        let site = Site::open()?;
+        let nodes: Vec<Node> = site.hv.list_nodes()?;
+        let vm = site.running("moving")?;
+        let here = vm.node.clone().ok_or("placed")?;
+        let other = nodes.iter().find(|n| n.id != here).ok_or("two nodes")?;
+        let target = site.hv.migration_target(&vm.id, &Placement::default())?;
+        assert_eq!(target, other.id);
+        // Only its own node allowed: nowhere to go.
+        let only_here = Placement {
+            only_nodes: vec![here.clone()],
+            ..Placement::default()
+        };
+        let nowhere = site.hv.migration_target(&vm.id, &only_here);
+        assert!(matches!(nowhere, Err(HvError::Capacity(_))), "{nowhere:?}");
+        let avoid = Placement {
+            avoid_nodes: vec![other.name.clone()],
+            ..Placement::default()
+        };
+        assert!(matches!(
+            site.hv.migration_target(&vm.id, &avoid),
+            Err(HvError::Capacity(_))
+        ));
+        let missing = site
+            .hv
+            .migration_target("no-such-vm", &Placement::default());
+        assert!(matches!(missing, Err(HvError::NotFound(_))), "{missing:?}");
+        // Nothing moved.
+        assert_eq!(site.hv.get_vm(&vm.id)?.ok_or("vm")?.node, Some(here));
         Ok(())
     }
 

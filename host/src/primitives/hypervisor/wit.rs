@@ -261,6 +261,12 @@ impl wit::Host for InstanceState {
         };
         Ok(self.compute()?.hypervisor.query_vms(&query)?.into())
     }
+    fn migration_target(&mut self, id: String, placement: wit::Placement) -> WitResult<String> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .migration_target(&id, &placement.into())?)
+    }
     fn clone_image(&mut self, id: String, owner: String) -> WitResult<wit::Image> {
         Ok(self.compute()?.hypervisor.clone_image(&id, &owner)?.into())
     }
@@ -383,7 +389,7 @@ same_fields!(wit::NewImage => NewImage {
     name, version, os, image_type, size_mib, owner, public, extra
 });
 same_fields!(wit::Placement => Placement {
-    only_nodes, avoid_nodes, prefer_nodes, shun_nodes, vm_id
+    only_nodes, avoid_nodes, prefer_nodes, shun_nodes, vm_id, spread
 });
 same_fields!(wit::NewNetwork => NewNetwork {
     name, owner, vlan, subnet, provision_start, provision_end, gateway, resolvers, routes

@@ -588,32 +588,13 @@ fn placement(ctx: &Ctx<'_>) -> ApiResult<hv::Placement> {
         .filter(|l| !l.is_null())
         .map(affinity::Locality::parse)
         .transpose()?;
-    if rules.is_empty() && locality.is_none() {
-        return Ok(hv::Placement {
-            only_nodes: Vec::new(),
-            avoid_nodes: Vec::new(),
-            prefer_nodes: Vec::new(),
-            shun_nodes: Vec::new(),
-            vm_id: None,
-        });
-    }
-    let query = VmQuery {
-        filter: VmFilter {
-            owner: Some(ctx.account.id.clone()),
-            state: None,
-            name: None,
-            image: None,
-            node: None,
-            tag: None,
-            offset: 0,
-            limit: None,
-        },
-        tags: Vec::new(),
-        ram_mib: None,
-        tombstone: false,
-    };
-    let vms = hv::query_vms(&query).map_err(hv_error)?.vms;
-    affinity::placement(&rules, locality.as_ref(), &vms)
+    affinity::resolve(
+        &ctx.account.id,
+        &ctx.account.login,
+        &rules,
+        locality.as_ref(),
+        None,
+    )
 }
 
 /// The boot disk: the package's size, or `disks[0].size` for a bhyve machine.

@@ -66,6 +66,9 @@ struct Migration {
     /// Whether `switch` moved the machine (what `abort` has to undo).
     #[serde(default)]
     switched: bool,
+    /// The `affinity` rules `begin` chooses the target node by.
+    #[serde(default)]
+    affinity: Vec<String>,
 }
 
 impl Migration {
@@ -222,12 +225,10 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             if !settled {
                 return Err(invalid_state("the machine must be running or stopped"));
             }
-            if let Some(rules) = ctx.inputs.strings("affinity")?
-                && !rules.is_empty()
-            {
-                return Err(ApiError::invalid_argument(
-                    "affinity rules cannot be honoured for a migration here",
-                ));
+            // Checked now so a bad rule is refused, applied by `begin`.
+            let affinity = ctx.inputs.strings("affinity")?.unwrap_or_default();
+            for rule in &affinity {
+                crate::affinity::Rule::parse(rule)?;
             }
             let automatic = action == "automatic";
             let mut migration = Migration {
@@ -251,6 +252,7 @@ pub fn migrate(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
                 source_node: vm.node.clone(),
                 target_node: None,
                 switched: false,
+                affinity,
             };
             submit(&mut migration)?;
             // A finished migration of this machine is replaced by the new one.
@@ -366,22 +368,39 @@ fn abort(migration: &mut Migration) -> ApiResult<()> {
     Ok(())
 }
 
+/// The node `begin` picks, or why there is none (which fails the migration).
+fn begin_target(migration: &Migration, vm: &Vm) -> Result<String, String> {
+    let rules = migration
+        .affinity
+        .iter()
+        .map(|rule| crate::affinity::Rule::parse(rule))
+        .collect::<ApiResult<Vec<_>>>()
+        .map_err(|e| e.message)?;
+    let placement =
+        crate::affinity::resolve(&migration.account, &vm.owner, &rules, None, Some(&vm.id))
+            .map_err(|e| e.message)?;
+    hv::migration_target(&vm.id, &placement).map_err(|e| match e {
+        hv::HvError::Capacity(why) => {
+            format!("no other compute node can take the instance: {why}")
+        }
+        other => hv_error(other).message,
+    })
+}
+
 /// Runs one phase; a refusal of the primitive fails the migration.
 fn run_phase(migration: &mut Migration, phase: &str, vm: &Vm) -> ApiResult<()> {
     let started = now_ms();
     match phase {
         "begin" => {
-            // The roomiest other running node, as `migrate-vm` would pick; `switch`
-            // checks its room again.
-            let target = hv::list_nodes()
-                .map_err(hv_error)?
-                .into_iter()
-                .filter(|n| n.state == "running" && Some(&n.id) != vm.node.as_ref())
-                .max_by_key(|n| n.ram_mib)
-                .map(|n| n.id);
-            let Some(target) = target else {
-                migration.fail("begin", "no other compute node can take the instance");
-                return Ok(());
+            // Another node with room that the affinity rules allow, chosen as
+            // CreateMachine chooses; `switch` checks its room again.
+            let target = begin_target(migration, vm);
+            let target = match target {
+                Ok(target) => target,
+                Err(why) => {
+                    migration.fail("begin", &why);
+                    return Ok(());
+                }
             };
             migration.source_node = vm.node.clone();
             migration.target_node = Some(target);
