@@ -210,6 +210,7 @@ pub fn resolve(
             shun_nodes: Vec::new(),
             vm_id: None,
             spread: true,
+            addresses: Vec::new(),
         }
     } else {
         let mut vms = crate::vms::of_account(account_id, login)?;
@@ -266,6 +267,7 @@ pub fn placement(rules: &[Rule], locality: Option<&Locality>, vms: &[Vm]) -> Api
         shun_nodes: shun.into_iter().collect(),
         vm_id: None,
         spread: true,
+        addresses: Vec::new(),
     })
 }
 

@@ -51,6 +51,7 @@ pub fn create_in_cluster(spec: &VmSpec, cluster: u64, caller: &str) -> ApiResult
         vm_id: None,
         // VMmanager places on the node with the most free resources.
         spread: false,
+        addresses: Vec::new(),
     };
     Ok(hv::create_vm_placed(spec, &placement, caller)?)
 }

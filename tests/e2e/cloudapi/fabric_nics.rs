@@ -127,15 +127,59 @@ fn machines_and_nics_on_fabric_networks_honour_reservations() {
     assert_eq!(status, 202, "{updated}");
     assert_eq!(add_nic(&api, &other, &net)["ip"], "10.7.0.100");
 
-    // Bad input and other accounts.
+    // A chosen address (`ipv4_ips`), at AddNic and at CreateMachine.
+    let nics = format!("/my/machines/{other}/nics");
+    let at = |ips: Value| json!({"network": {"ipv4_uuid": net, "ipv4_ips": ips}});
+    let (status, _, chosen) = status_json(api.post(&nics, &at(json!(["10.7.0.30"]))));
+    assert_eq!(
+        (status, &chosen["ip"]),
+        (201, &json!("10.7.0.30")),
+        "{chosen}"
+    );
+    let placed = running(
+        &api,
+        json!({"name": "placed", "image": image,
+               "networks": [{"ipv4_uuid": net, "ipv4_ips": ["10.7.0.31"]}]}),
+    );
+    assert_eq!(
+        wait_state(&api, &placed, "running")["ips"],
+        json!(["10.7.0.31"])
+    );
+    let (_, _, ip) = status_json(api.get(&format!("/my/networks/{net}/ips/10.7.0.31")));
+    assert_eq!(
+        ip["belongs_to_uuid"].as_str(),
+        Some(placed.as_str()),
+        "{ip}"
+    );
+    let public = status_json(api.get("/my/networks"))
+        .2
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["public"] == true)
+        .unwrap()["id"]
+        .clone();
+    for bad in [
+        at(json!(["10.7.0.30"])),              // another NIC's
+        at(json!(["10.8.0.3"])),               // off the subnet
+        at(json!(["10.7.0.1"])),               // the gateway
+        at(json!(["10.7.0.32", "10.7.0.33"])), // more than one
+        at(json!("10.7.0.32")),                // not an array
+        json!({"network": {"ipv4_uuid": public, "ipv4_ips": ["10.88.0.50"]}}),
+    ] {
+        assert_error(api.post(&nics, &bad), 409, "InvalidArgument");
+    }
     assert_error(
         api.post(
-            &format!("/my/machines/{other}/nics"),
-            &json!({"network": {"ipv4_uuid": net, "ipv4_ips": ["10.7.0.30"]}}),
+            "/my/machines",
+            &json!({"name": "clash", "image": image,
+                    "networks": [{"ipv4_uuid": net, "ipv4_ips": ["10.7.0.31"]}]}),
         ),
         409,
         "InvalidArgument",
     );
+
+    // Bad input and other accounts.
     assert_error(
         api.send(
             "PUT",
@@ -200,7 +244,7 @@ fn machines_and_nics_on_fabric_networks_honour_reservations() {
         409,
         "InUseError",
     );
-    for machine in [&id, &other] {
+    for machine in [&id, &other, &placed] {
         assert!(
             api.send("DELETE", &format!("/my/machines/{machine}"), None)
                 .status()

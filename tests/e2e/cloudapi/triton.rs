@@ -677,6 +677,25 @@ fn triton_instance_nics_fwrules_and_changefeed() {
         json_lines(&t.ok(&["instance", "nic", "list", "-j", "web1"])).len(),
         1
     );
+    // A chosen address: `ipv4_uuid=… ipv4_ips=…`.
+    let net_id = net["id"].as_str().unwrap();
+    let out = t.ok(&[
+        "instance",
+        "nic",
+        "create",
+        "-w",
+        "web1",
+        &format!("ipv4_uuid={net_id}"),
+        "ipv4_ips=10.5.0.15",
+    ]);
+    assert!(out.contains("Created NIC"), "{out}");
+    let nics = json_lines(&t.ok(&["instance", "nic", "list", "-j", "web1"]));
+    let chosen = nics
+        .iter()
+        .find(|n| n["ip"] == "10.5.0.15")
+        .unwrap_or_else(|| panic!("a NIC at 10.5.0.15: {nics:?}"));
+    let chosen_mac = chosen["mac"].as_str().unwrap().to_string();
+    t.ok(&["instance", "nic", "delete", "-f", "web1", &chosen_mac]);
 
     // Which instances a rule applies to, and which rules an instance has.
     t.ok(&[

@@ -475,6 +475,17 @@ pub struct Placement {
     /// Within each rank, nodes holding fewer of the owner's live VMs first,
     /// then the most free RAM (Triton's default spreading).
     pub spread: bool,
+    /// Chosen addresses of the new VM's NICs.
+    pub addresses: Vec<NicAddress>,
+}
+
+/// The address the NIC on `network` (id or name) gets instead of the next
+/// free one: a host address of the subnet no other NIC holds (reserved ones
+/// included: only an explicit request takes those).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NicAddress {
+    pub network: String,
+    pub ip: String,
 }
 
 /// Which VMs `list_vms` returns; every field set narrows it.
@@ -700,7 +711,14 @@ pub trait HypervisorBackend: Send + Sync {
     fn snapshot_rollback(&self, id: &str, name: &str, caller: &str) -> Result<Transition, HvError>;
     fn snapshot_delete(&self, id: &str, name: &str, caller: &str) -> Result<(), HvError>;
     fn list_snapshots(&self, id: &str) -> Result<Vec<Snapshot>, HvError>;
-    fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError>;
+    /// A NIC on `network`, at `ip` if given (see [`NicAddress`]).
+    fn add_nic_at(
+        &self,
+        id: &str,
+        network: &str,
+        ip: Option<&str>,
+        caller: &str,
+    ) -> Result<Nic, HvError>;
     /// The unix socket of a running VM's console (VNC/RFB), for a backend
     /// that runs VMs; `None` for one that only simulates them.
     fn console(&self, id: &str) -> Result<Option<std::path::PathBuf>, HvError> {
@@ -1156,8 +1174,19 @@ impl Hypervisor {
 
     /// A NIC on a network (id or name) the VM's owner may use, with the lowest free address.
     pub fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError> {
+        self.add_nic_at(id, network, None, caller)
+    }
+
+    /// `add_nic` with the NIC's address chosen.
+    pub fn add_nic_at(
+        &self,
+        id: &str,
+        network: &str,
+        ip: Option<&str>,
+        caller: &str,
+    ) -> Result<Nic, HvError> {
         check_principal("caller", caller)?;
-        let nic = self.backend.add_nic(id, network, caller)?;
+        let nic = self.backend.add_nic_at(id, network, ip, caller)?;
         self.changed(id, Operation::AddNic.as_str());
         Ok(nic)
     }

@@ -20,9 +20,9 @@ use uuid::Uuid;
 
 use super::api::{
     AuditEntry, CREATE, Disk, HvError, HypervisorBackend, Image, ImageChanges, MAX_DEVICES,
-    Network, NewImage, NewNetwork, NewPackage, Nic, Node, Operation, Package, Placement, Rule,
-    SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmChange, VmChanges, VmFilter,
-    VmPage, VmQuery, VmSpec, VmState, split_tag,
+    Network, NewImage, NewNetwork, NewPackage, Nic, NicAddress, Node, Operation, Package,
+    Placement, Rule, SETTLED, STOPPED_JOB, Size, Snapshot, Transition, Vm, VmAction, VmChange,
+    VmChanges, VmFilter, VmPage, VmQuery, VmSpec, VmState, split_tag,
 };
 use super::config::{ImageSeed, NetworkSeed, NodeSeed, SimSettings};
 use crate::db::Database;
@@ -742,8 +742,20 @@ impl HypervisorBackend for SimBackend {
             let now = now_ms();
             insert_vm(tx, &id, spec, &node, plugin, now)?;
             insert_disk(tx, &id, spec.disk_mib, true)?;
+            let named = |a: &NicAddress, n: &Network| a.network == n.id || a.network == n.name;
+            if let Some(stray) = placement
+                .addresses
+                .iter()
+                .find(|a| !networks.iter().any(|n| named(a, n)))
+            {
+                return Err(HvError::Invalid(format!(
+                    "address {} is for network {}, which the vm is not on",
+                    stray.ip, stray.network
+                )));
+            }
             for (index, network) in networks.iter().enumerate() {
-                attach_nic(tx, &id, network, index == 0)?;
+                let ip = placement.addresses.iter().find(|a| named(a, network));
+                attach_nic(tx, &id, network, index == 0, ip.map(|a| a.ip.as_str()))?;
             }
             let parameters = create_parameters(spec, &node, &networks);
             let entry = entry(&id, Operation::Create, caller, &parameters, now);
@@ -896,7 +908,13 @@ impl HypervisorBackend for SimBackend {
         })
     }
 
-    fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError> {
+    fn add_nic_at(
+        &self,
+        id: &str,
+        network: &str,
+        ip: Option<&str>,
+        caller: &str,
+    ) -> Result<Nic, HvError> {
         self.change(id, caller, Operation::AddNic, SETTLED, |conn, vm| {
             if vm.nics.len() >= MAX_DEVICES {
                 return Err(HvError::Invalid(format!(
@@ -904,7 +922,7 @@ impl HypervisorBackend for SimBackend {
                 )));
             }
             let network = usable_network(conn, network, &vm.owner)?;
-            let nic = attach_nic(conn, &vm.id, &network, vm.nics.is_empty())?;
+            let nic = attach_nic(conn, &vm.id, &network, vm.nics.is_empty(), ip)?;
             let parameters = json!({ "mac": nic.mac, "network": nic.network, "ip": nic.ip });
             Ok((nic, parameters))
         })
@@ -977,19 +995,7 @@ impl HypervisorBackend for SimBackend {
         self.db.with_write_tx(|tx| {
             let network = network_by_id(tx, network)?;
             let ip = match ip {
-                Some(ip) => {
-                    let ip: IpAddr = ip
-                        .parse()
-                        .map_err(|_| HvError::Invalid(format!("{ip:?} is not an IP address")))?;
-                    let pool = Pool::of(tx, &network)?;
-                    if !pool.subnet.contains(&ip) || pool.managed(ip) {
-                        return Err(HvError::Invalid(format!(
-                            "{ip} is not a host address of network {}",
-                            network.name
-                        )));
-                    }
-                    ip.to_string()
-                }
+                Some(ip) => host_address(tx, &network, ip)?,
                 None => allocate_ip(tx, &network)?,
             };
             tx.prepare_cached(
@@ -1892,16 +1898,22 @@ fn add_disk_mib(conn: &Connection, vm: &str, by: i64) -> Result<(), HvError> {
 }
 
 /// A NIC with the next MAC and the network's lowest free address.
+/// A NIC of `vm` on `network`, at `ip` if given, else the next free address.
 fn attach_nic(
     conn: &Connection,
     vm: &str,
     network: &Network,
     primary: bool,
+    ip: Option<&str>,
 ) -> Result<Nic, HvError> {
+    let ip = match ip {
+        Some(ip) => chosen_ip(conn, network, ip)?,
+        None => allocate_ip(conn, network)?,
+    };
     let nic = Nic {
         mac: next_mac(conn)?,
         network: network.id.clone(),
-        ip: Some(allocate_ip(conn, network)?),
+        ip: Some(ip),
         primary,
         state: "running".into(),
     };
@@ -1988,6 +2000,37 @@ impl Pool {
             })),
         }
     }
+}
+
+/// `ip` in canonical form if it is a host address of the network's subnet
+/// (not its gateway, network or broadcast address); `Invalid` otherwise.
+fn host_address(conn: &Connection, network: &Network, ip: &str) -> Result<String, HvError> {
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| HvError::Invalid(format!("{ip:?} is not an IP address")))?;
+    let pool = Pool::of(conn, network)?;
+    if !pool.subnet.contains(&ip) || pool.managed(ip) {
+        return Err(HvError::Invalid(format!(
+            "{ip} is not a host address of network {}",
+            network.name
+        )));
+    }
+    Ok(ip.to_string())
+}
+
+/// `ip` as a NIC's address on `network`: a host address of its subnet that
+/// no NIC holds. Reserved addresses are allowed: reserving keeps an address
+/// from being handed out, not from being asked for.
+fn chosen_ip(conn: &Connection, network: &Network, ip: &str) -> Result<String, HvError> {
+    let ip = host_address(conn, network, ip)?;
+    let held = "SELECT EXISTS (SELECT 1 FROM hv_nics WHERE network = ?1 AND ip = ?2)";
+    if conn.query_row(held, [&network.id, &ip], |row| row.get::<_, bool>(0))? {
+        return Err(HvError::Conflict(format!(
+            "{ip} on network {} is in use",
+            network.name
+        )));
+    }
+    Ok(ip)
 }
 
 /// The lowest host address of the network's provision range that is neither
@@ -3925,6 +3968,62 @@ mod tests {
         let public = site.hv.list_networks()?[0].id.clone();
         site.hv.reserve_ip(&public, Some("10.88.0.2"), "alice")?;
         assert_eq!(site.running("p")?.ips, ["10.88.0.3"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_nic_may_ask_for_its_address_at_create_or_later() -> TestResult {
+        let site = Site::open()?;
+        let net = site.hv.create_network(&fabric("n", "alice"))?;
+        site.hv.reserve_ip(&net.id, Some("10.50.1.40"), "alice")?;
+        let at = |network: &str, ip: &str| Placement {
+            addresses: vec![NicAddress {
+                network: network.into(),
+                ip: ip.into(),
+            }],
+            ..Placement::default()
+        };
+        let spec = site.spec_with("chosen", |s| s.networks = vec![net.id.clone()]);
+        // By network name or id; a reserved address may be asked for.
+        let (vm, transition) =
+            site.hv
+                .create_vm_placed(&spec, &at("n", "10.50.1.40"), "alice", "cloudapi")?;
+        assert_eq!(vm.ips, ["10.50.1.40"]);
+        site.hv.complete(&transition.id)?;
+        let nic = site
+            .hv
+            .add_nic_at(&vm.id, &net.id, Some("10.50.1.041"), "alice");
+        assert!(
+            matches!(nic, Err(HvError::Invalid(_))),
+            "not canonical text: {nic:?}"
+        );
+        let nic = site
+            .hv
+            .add_nic_at(&vm.id, &net.id, Some("10.50.1.41"), "alice")?;
+        assert_eq!(nic.ip.as_deref(), Some("10.50.1.41"));
+        // Taken, outside the subnet, the gateway, or a network the VM is not on.
+        let other = site.spec_with("other", |s| s.networks = vec![net.id.clone()]);
+        for (placement, what) in [
+            (at(&net.id, "10.50.1.41"), "taken"),
+            (at(&net.id, "10.50.2.9"), "outside"),
+            (at(&net.id, "10.50.1.1"), "gateway"),
+            (at("elsewhere", "10.88.0.9"), "not on it"),
+        ] {
+            let refused = site
+                .hv
+                .create_vm_placed(&other, &placement, "alice", "cloudapi");
+            let expected = match what {
+                "taken" => matches!(refused, Err(HvError::Conflict(_))),
+                _ => matches!(refused, Err(HvError::Invalid(_))),
+            };
+            assert!(expected, "{what}: {refused:?}");
+        }
+        // Nothing was written by the refusals, and the next free address skips
+        // the chosen ones.
+        let (next, _) =
+            site.hv
+                .create_vm_placed(&other, &Placement::default(), "alice", "cloudapi")?;
+        assert_eq!(next.ips, ["10.50.1.5"], "the start of the provision range");
         Ok(())
     }
 

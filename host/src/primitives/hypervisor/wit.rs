@@ -3,7 +3,8 @@
 
 use super::{
     AuditEntry, Compute, Disk, HvError, Image, ImageChanges, Network, NewImage, NewNetwork, Nic,
-    Node, Package, Placement, Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery, VmSpec, VmState,
+    NicAddress, Node, Package, Placement, Snapshot, Vm, VmAction, VmFilter, VmPage, VmQuery,
+    VmSpec, VmState,
 };
 use crate::runtime::bindings::tessera::kernel::hypervisor as wit;
 use crate::runtime::state::InstanceState;
@@ -120,6 +121,19 @@ impl wit::Host for InstanceState {
             .compute()?
             .hypervisor
             .add_nic(&id, &network, &caller)?
+            .into())
+    }
+    fn add_nic_at(
+        &mut self,
+        id: String,
+        network: String,
+        ip: String,
+        caller: String,
+    ) -> WitResult<wit::Nic> {
+        Ok(self
+            .compute()?
+            .hypervisor
+            .add_nic_at(&id, &network, Some(&ip), &caller)?
             .into())
     }
     fn remove_nic(&mut self, id: String, mac: String, caller: String) -> WitResult<()> {
@@ -388,9 +402,20 @@ same_fields!(AuditEntry => wit::AuditEntry { action, caller, time, success, para
 same_fields!(wit::NewImage => NewImage {
     name, version, os, image_type, size_mib, owner, public, extra
 });
-same_fields!(wit::Placement => Placement {
-    only_nodes, avoid_nodes, prefer_nodes, shun_nodes, vm_id, spread
-});
+impl From<wit::Placement> for Placement {
+    fn from(v: wit::Placement) -> Self {
+        Placement {
+            only_nodes: v.only_nodes,
+            avoid_nodes: v.avoid_nodes,
+            prefer_nodes: v.prefer_nodes,
+            shun_nodes: v.shun_nodes,
+            vm_id: v.vm_id,
+            spread: v.spread,
+            addresses: v.addresses.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+same_fields!(wit::NicAddress => NicAddress { network, ip });
 same_fields!(wit::NewNetwork => NewNetwork {
     name, owner, vlan, subnet, provision_start, provision_end, gateway, resolvers, routes
 });

@@ -506,9 +506,10 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     if let Some(credentials) = images::generated_credentials(&image) {
         metadata.insert("credentials".into(), credentials);
     }
-    let networks = networks(ctx)?;
+    let (networks, addresses) = networks(ctx)?;
     let mut placement = placement(ctx)?;
     placement.vm_id = Some(vm_id);
+    placement.addresses = addresses;
     // Checked before the VM exists; recorded on the volumes once it does.
     let mounts = crate::resources::volumes::mounts(ctx)?;
     let disk_mib = boot_disk(ctx, package.spec.disk)?;
@@ -526,6 +527,7 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     };
     let created = hv::create_vm_placed(&spec, &placement, &compute::caller(ctx));
     let (vm, _job) = created.map_err(|e| match e {
+        hv::HvError::Conflict(why) if why.contains("in use") => ApiError::invalid_argument(why),
         hv::HvError::Conflict(why) => ApiError::invalid_argument(format!(
             "an instance named {} already exists: {why}",
             spec.name
@@ -551,25 +553,35 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     ))
 }
 
-/// `networks`: network ids, or objects with `ipv4_uuid`.
-fn networks(ctx: &Ctx<'_>) -> ApiResult<Vec<String>> {
+/// `networks`: network ids, or objects with `ipv4_uuid` and optionally
+/// `ipv4_ips` (the NIC's chosen address, on a network of the account's own).
+fn networks(ctx: &Ctx<'_>) -> ApiResult<(Vec<String>, Vec<hv::NicAddress>)> {
     let Some(items) = ctx.inputs.list("networks")? else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    items
-        .into_iter()
-        .map(|item| match item {
-            Value::String(id) => Ok(id),
-            Value::Object(o) => o
-                .get("ipv4_uuid")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::invalid_argument("a network object needs ipv4_uuid")),
-            _ => Err(ApiError::invalid_argument(
-                "networks must be network ids or objects",
-            )),
-        })
-        .collect()
+    let (mut ids, mut addresses) = (Vec::new(), Vec::new());
+    for item in items {
+        let (id, ip) = match item {
+            Value::String(id) => (id, None),
+            Value::Object(object) => crate::resources::nics::network_object(&object)?,
+            _ => {
+                return Err(ApiError::invalid_argument(
+                    "networks must be network ids or objects",
+                ));
+            }
+        };
+        if let Some(ip) = ip {
+            let network = crate::resources::networks::find(ctx, &id)
+                .map_err(|_| ApiError::invalid_argument(format!("network {id} does not exist")))?;
+            crate::resources::nics::check_address_choosable(&network)?;
+            addresses.push(hv::NicAddress {
+                network: id.clone(),
+                ip,
+            });
+        }
+        ids.push(id);
+    }
+    Ok((ids, addresses))
 }
 
 /// `affinity` and `locality` resolved against the account's machines to the

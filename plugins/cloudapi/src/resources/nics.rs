@@ -88,16 +88,17 @@ pub fn get(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     ))
 }
 
-/// `network` is a network id or name, or (newer clients) `{"ipv4_uuid": …}`.
+/// `network` is a network id or name, or (newer clients) `{"ipv4_uuid": …,
+/// "ipv4_ips": [one address]}`.
 pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     let vm = vms::owned(&ctx.account.id, ctx.login(), machine_id(p))?;
-    let asked = match ctx.inputs.raw("network") {
+    let (asked, ip) = match ctx.inputs.raw("network") {
         None => return Err(ApiError::missing_parameter("network is required")),
         Some(Value::String(id)) => match serde_json::from_str::<Value>(id) {
-            Ok(Value::Object(object)) => object_network(&object)?,
-            _ => id.clone(),
+            Ok(Value::Object(object)) => network_object(&object)?,
+            _ => (id.clone(), None),
         },
-        Some(Value::Object(object)) => object_network(object)?,
+        Some(Value::Object(object)) => network_object(object)?,
         Some(_) => {
             return Err(ApiError::invalid_argument(
                 "network must be a network id or an object with ipv4_uuid",
@@ -106,7 +107,15 @@ pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     };
     let network = networks::find(ctx, &asked)
         .map_err(|_| ApiError::invalid_argument(format!("network {asked} does not exist")))?;
-    let nic = hv::add_nic(&vm.id, network.id(), &crate::compute::caller(ctx)).map_err(hv_error)?;
+    if ip.is_some() {
+        check_address_choosable(&network)?;
+    }
+    let caller = crate::compute::caller(ctx);
+    let nic = match &ip {
+        Some(ip) => hv::add_nic_at(&vm.id, network.id(), ip, &caller),
+        None => hv::add_nic(&vm.id, network.id(), &caller),
+    }
+    .map_err(address_error)?;
     let location = format!(
         "/{}/machines/{}/nics/{}",
         ctx.login(),
@@ -119,17 +128,54 @@ pub fn add(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
     ))
 }
 
-fn object_network(object: &serde_json::Map<String, Value>) -> ApiResult<String> {
-    if object.get("ipv4_ips").is_some() {
-        return Err(ApiError::invalid_argument(
-            "choosing the NIC's address (ipv4_ips) is not supported: the network assigns it",
-        ));
-    }
-    object
+/// A network object of CreateMachine's `networks` or AddNic's `network`:
+/// `ipv4_uuid`, and optionally `ipv4_ips`, an array of the one address the
+/// NIC is to have.
+pub fn network_object(
+    object: &serde_json::Map<String, Value>,
+) -> ApiResult<(String, Option<String>)> {
+    let id = object
         .get("ipv4_uuid")
         .and_then(Value::as_str)
         .map(String::from)
-        .ok_or_else(|| ApiError::invalid_argument("network object needs ipv4_uuid"))
+        .ok_or_else(|| ApiError::invalid_argument("a network object needs ipv4_uuid"))?;
+    let ip = match object.get("ipv4_ips") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(ips)) => match ips.as_slice() {
+            [Value::String(ip)] => Some(ip.clone()),
+            _ => {
+                return Err(ApiError::invalid_argument(
+                    "ipv4_ips must be an array of one IP address",
+                ));
+            }
+        },
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "ipv4_ips must be an array of one IP address",
+            ));
+        }
+    };
+    Ok((id, ip))
+}
+
+/// The spec: an address may be chosen on the account's own networks only,
+/// not on a public one.
+pub fn check_address_choosable(network: &networks::Network) -> ApiResult<()> {
+    if network.public() {
+        return Err(ApiError::invalid_argument(format!(
+            "network {} is public: its addresses cannot be chosen (ipv4_ips)",
+            network.id()
+        )));
+    }
+    Ok(())
+}
+
+/// A chosen address that is taken or off the subnet is the client's mistake.
+pub fn address_error(error: hv::HvError) -> ApiError {
+    match error {
+        hv::HvError::Conflict(why) if why.contains("in use") => ApiError::invalid_argument(why),
+        other => hv_error(other),
+    }
 }
 
 pub fn remove(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {

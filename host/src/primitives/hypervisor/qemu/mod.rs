@@ -521,8 +521,14 @@ impl HypervisorBackend for QemuBackend {
         self.inventory.list_snapshots(id)
     }
 
-    fn add_nic(&self, id: &str, network: &str, caller: &str) -> Result<Nic, HvError> {
-        self.inventory.add_nic(id, network, caller)
+    fn add_nic_at(
+        &self,
+        id: &str,
+        network: &str,
+        ip: Option<&str>,
+        caller: &str,
+    ) -> Result<Nic, HvError> {
+        self.inventory.add_nic_at(id, network, ip, caller)
     }
 
     fn remove_nic(&self, id: &str, mac: &str, caller: &str) -> Result<(), HvError> {
