@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS hv_vms (
 CREATE UNIQUE INDEX IF NOT EXISTS hv_vms_owner_name ON hv_vms (owner, name)
     WHERE state <> 'deleted';
 CREATE INDEX IF NOT EXISTS hv_vms_node ON hv_vms (node, state);
+-- Spreading counts an owner's live VMs per node from this index alone.
+CREATE INDEX IF NOT EXISTS hv_vms_owner_node ON hv_vms (owner, node) WHERE state <> 'deleted';
 CREATE TABLE IF NOT EXISTS hv_disks (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
     vm TEXT NOT NULL REFERENCES hv_vms (id), size_mib INTEGER NOT NULL,
