@@ -2290,6 +2290,20 @@ mod tests {
             Ok(Site { hv, db, image })
         }
 
+        /// Alice's private image `name`, version 1, with these extra fields.
+        fn alices_image(&self, name: &str, extra: &str) -> Result<Image, HvError> {
+            self.hv.import_image(&NewImage {
+                name: name.into(),
+                version: "1".into(),
+                os: "linux".into(),
+                image_type: "zvol".into(),
+                size_mib: 1024,
+                owner: Some("alice".into()),
+                public: false,
+                extra: extra.into(),
+            })
+        }
+
         /// Alice's VM of 1 vCPU, 1 GiB of RAM and 2 GiB of disk.
         fn spec(&self, name: &str) -> VmSpec {
             VmSpec {
@@ -3418,16 +3432,7 @@ mod tests {
     #[test]
     fn a_private_image_serves_the_owners_its_acl_names() -> TestResult {
         let site = Site::open()?;
-        let private = site.hv.import_image(&NewImage {
-            name: "private".into(),
-            version: "1".into(),
-            os: "linux".into(),
-            image_type: "zvol".into(),
-            size_mib: 1024,
-            owner: Some("alice".into()),
-            public: false,
-            extra: r#"{"acl":["bob"]}"#.into(),
-        })?;
+        let private = site.alices_image("private", r#"{"acl":["bob"]}"#)?;
         let spec = |owner: &str| {
             site.spec_with(owner, |s| {
                 s.owner = owner.into();
@@ -3510,16 +3515,8 @@ mod tests {
     #[test]
     fn a_clone_is_a_private_copy_under_its_new_owner() -> TestResult {
         let site = Site::open()?;
-        let shared = site.hv.import_image(&NewImage {
-            name: "golden".into(),
-            version: "1".into(),
-            os: "linux".into(),
-            image_type: "zvol".into(),
-            size_mib: 1024,
-            owner: Some("alice".into()),
-            public: false,
-            extra: r#"{"acl":["bob","carol"],"description":"base"}"#.into(),
-        })?;
+        let shared =
+            site.alices_image("golden", r#"{"acl":["bob","carol"],"description":"base"}"#)?;
         let clone = site.hv.clone_image(&shared.id, "bob")?;
         assert_ne!(clone.id, shared.id);
         assert_eq!(
