@@ -202,8 +202,8 @@ pub fn resolve(
     locality: Option<&Locality>,
     moving: Option<&str>,
 ) -> ApiResult<Placement> {
-    let mut resolved = if rules.is_empty() && locality.is_none() {
-        Placement {
+    if rules.is_empty() && locality.is_none() {
+        return Ok(Placement {
             only_nodes: Vec::new(),
             avoid_nodes: Vec::new(),
             prefer_nodes: Vec::new(),
@@ -211,14 +211,11 @@ pub fn resolve(
             vm_id: None,
             spread: true,
             addresses: Vec::new(),
-        }
-    } else {
-        let mut vms = crate::vms::of_account(account_id, login)?;
-        vms.retain(|vm| Some(vm.id.as_str()) != moving);
-        placement(rules, locality, &vms)?
-    };
-    resolved.spread = true;
-    Ok(resolved)
+        });
+    }
+    let mut vms = crate::vms::of_account(account_id, login)?;
+    vms.retain(|vm| Some(vm.id.as_str()) != moving);
+    placement(rules, locality, &vms)
 }
 
 /// The node constraints for `rules` and `locality` over the account's
