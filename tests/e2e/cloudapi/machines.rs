@@ -1086,6 +1086,29 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
         409,
         "InvalidArgument",
     );
+    // Export: the owner's, to a Manta path; this datacenter has no Manta, and
+    // answers as IMGAPI does without it.
+    let export = |path: &str| format!("/my/images/{made_id}?action=export&manta_path={path}");
+    assert_error(
+        carol.post(&export("/carol/stor/x"), &json!({})),
+        404,
+        "ResourceNotFound",
+    );
+    assert_error(
+        bob.post(&export("/bob/stor/x"), &json!({})),
+        403,
+        "NotAuthorized",
+    );
+    assert_error(
+        api.post(&export("stor"), &json!({})),
+        409,
+        "InvalidArgument",
+    );
+    assert_error(
+        api.post(&export("/alice/stor/golden"), &json!({})),
+        503,
+        "StorageUnsupported",
+    );
     // Clone: a shared image only, and the refusal says why.
     assert_error(
         carol.post(&format!("/my/images/{made_id}?action=clone"), &json!({})),

@@ -313,11 +313,27 @@ pub fn action(ctx: &Ctx<'_>, p: &Params) -> ApiResult<Reply> {
             Ok(Reply::ok(image_json(&updated)))
         }
         "export" => {
-            ctx.inputs.required("manta_path")?;
+            let manta_path = ctx.inputs.required("manta_path")?;
+            if !owns(ctx, &image) {
+                return Err(ApiError::not_authorized(format!(
+                    "image {} is not yours to export",
+                    image.id
+                )));
+            }
+            // `/USER/stor/...`: the first segment names the Manta user.
+            let user = manta_path
+                .strip_prefix('/')
+                .and_then(|p| p.split('/').next());
+            if user.is_none_or(str::is_empty) {
+                return Err(ApiError::invalid_argument(format!(
+                    "invalid manta_path prefix {manta_path:?}, not a valid manta path"
+                )));
+            }
+            // What IMGAPI answers in a datacenter without Manta storage.
             Err(ApiError::new(
-                501,
-                "NotImplemented",
-                "this datacenter has no Manta object store to export images to",
+                503,
+                "StorageUnsupported",
+                "storage type is unsupported: this datacenter has no Manta object store to export images to",
             ))
         }
         "share" | "unshare" => {
