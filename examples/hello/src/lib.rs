@@ -555,6 +555,7 @@ fn create_vm(req: &Request, _: &Params) -> Result<Response, ApiError> {
         tags: "{}".into(),
         metadata: "{}".into(),
         deletion_protection: false,
+        data_disks: Vec::new(),
     };
     let (vm, job) = hv::create_vm(&spec, VM_OWNER)?;
     let mut body = vm_json(&vm);

@@ -544,6 +544,7 @@ pub fn provision(
         tags: serde_json::json!({ "fosscloud-pool": pool.id }).to_string(),
         metadata: "{}".into(),
         deletion_protection: false,
+        data_disks: Vec::new(),
     };
     let (vm, _job) = hv::create_vm(&spec, caller).map_err(|e| match e {
         HvError::Capacity(m) => ClaimFailure::Exhausted(format!("No free vm available: {m}")),

@@ -192,6 +192,7 @@ pub fn create(req: &Request, _: &Params) -> ApiResult<Response> {
         tags: "{}".into(),
         metadata: metadata.to_string(),
         deletion_protection: false,
+        data_disks: Vec::new(),
     };
     let (vm, _transition) = placement::create_in_cluster(&spec, cluster_id, &caller.audit_name())?;
     projection::follow_hypervisor()?;

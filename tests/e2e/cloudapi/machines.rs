@@ -19,6 +19,11 @@ memory = 1024
 disk = 20480
 vcpus = 2
 default = true
+[plugins.cloudapi.settings.packages.flexible]
+memory = 512
+disk = 20480
+vcpus = 1
+flexible_disk = true
 [plugins.cloudapi.settings.packages.huge]
 memory = 10000000
 disk = 10240
@@ -674,6 +679,70 @@ fn snapshots_create_list_get_rollback_and_delete() {
         404,
         "ResourceNotFound",
     );
+}
+
+/// `disks` at create: a bhyve machine of a `flexible_disk` package gets its
+/// boot disk and data disks at once, within the package's quota.
+#[test]
+fn create_machine_with_disks_of_a_flexible_package() {
+    let (_server, api) = setup();
+    let image = image_id(&api, "alpine-3.20");
+    let body = |disks: Value| json!({"image": image, "package": "flexible", "brand": "bhyve", "disks": disks});
+    let machine = create(
+        &api,
+        body(json!([{"boot": true, "size": 4096}, {"size": 2048}, {"size": "remaining"}])),
+    );
+    let id = machine["id"].as_str().unwrap();
+    wait_state(&api, id, "running");
+    let (_, _, disks) = status_json(api.get(&format!("/my/machines/{id}/disks")));
+    let sizes: Vec<(bool, u64)> = disks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["boot"].as_bool().unwrap(), d["size"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        sizes,
+        [(true, 4096), (false, 2048), (false, 14336)],
+        "{disks}"
+    );
+    // The boot disk defaults to the image's size.
+    let machine = create(&api, body(json!([{}, {"size": 1024}])));
+    let id = machine["id"].as_str().unwrap();
+    wait_state(&api, id, "running");
+    let (_, _, disks) = status_json(api.get(&format!("/my/machines/{id}/disks")));
+    assert_eq!(disks.as_array().unwrap().len(), 2, "{disks}");
+    assert_eq!(disks[1]["size"], 1024);
+
+    for (bad, why) in [
+        (
+            body(json!([{"size": 20000}, {"size": 1000}])),
+            "over the quota",
+        ),
+        (
+            body(json!([{"size": 20480}, {"size": "remaining"}])),
+            "nothing remains",
+        ),
+        (
+            body(json!([{"size": "remaining"}, {"size": "remaining"}])),
+            "two remaining",
+        ),
+        (body(json!([{"size": -1}])), "negative"),
+        (
+            body(json!([{"size": 1024}, {"size": 1024, "boot": true}])),
+            "a second boot disk",
+        ),
+        (body(json!(["disk"])), "not an object"),
+        (body(json!([])), "empty"),
+        (
+            json!({"image": image, "package": "small", "disks": [{"size": 1024}]}),
+            "not a flexible package",
+        ),
+    ] {
+        let response = api.post("/my/machines", &bad);
+        let body = assert_error(response, 409, "InvalidArgument");
+        assert!(body["message"].is_string(), "{why}: {body}");
+    }
 }
 
 #[test]

@@ -456,6 +456,8 @@ pub struct VmSpec {
     pub tags: String,
     pub metadata: String,
     pub deletion_protection: bool,
+    /// Sizes of data disks made with the VM beside the boot disk.
+    pub data_disks: Vec<u64>,
 }
 
 /// Where `create_vm_placed` may put a VM; nodes by id or name. Unknown
@@ -1403,6 +1405,14 @@ fn checked_spec(spec: &VmSpec) -> Result<VmSpec, HvError> {
             "a vm has at most {MAX_DEVICES} networks"
         )));
     }
+    if spec.data_disks.len() >= MAX_DEVICES {
+        return Err(HvError::Invalid(format!(
+            "a vm has at most {MAX_DEVICES} disks"
+        )));
+    }
+    for size in &spec.data_disks {
+        check_mib("data disk size", *size)?;
+    }
     Ok(VmSpec {
         tags: json_object("tags", &spec.tags)?,
         metadata: json_object("metadata", &spec.metadata)?,
@@ -1426,6 +1436,11 @@ fn checked_placement(placement: &Placement) -> Result<Placement, HvError> {
         for node in nodes {
             check_principal("node", node)?;
         }
+    }
+    if placement.addresses.len() > MAX_DEVICES {
+        return Err(HvError::Invalid(format!(
+            "a placement chooses at most {MAX_DEVICES} addresses"
+        )));
     }
     let vm_id = match &placement.vm_id {
         None => None,

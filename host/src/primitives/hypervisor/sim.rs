@@ -744,6 +744,9 @@ impl HypervisorBackend for SimBackend {
             let now = now_ms();
             insert_vm(tx, &id, spec, &node, plugin, now)?;
             insert_disk(tx, &id, spec.disk_mib, true)?;
+            for size in &spec.data_disks {
+                insert_disk(tx, &id, *size, false)?;
+            }
             let named = |a: &NicAddress, n: &Network| a.network == n.id || a.network == n.name;
             if let Some(stray) = placement
                 .addresses
@@ -1739,11 +1742,12 @@ fn check_name_free(
     Ok(())
 }
 
+/// What the VM takes of a node: its disk is the boot disk and the data disks.
 fn spec_size(spec: &VmSpec) -> Size {
     Size {
         cpus: spec.cpus,
         ram_mib: spec.ram_mib,
-        disk_mib: spec.disk_mib,
+        disk_mib: spec.disk_mib + spec.data_disks.iter().sum::<u64>(),
     }
 }
 
@@ -1871,7 +1875,7 @@ fn insert_vm(
         spec.image,
         spec.cpus,
         spec.ram_mib,
-        spec.disk_mib,
+        spec_size(spec).disk_mib,
         CREATE.via.as_str(),
         spec.tags,
         spec.metadata,
@@ -2129,6 +2133,7 @@ fn create_parameters(spec: &VmSpec, node: &str, networks: &[Network]) -> serde_j
         "cpus": spec.cpus,
         "ram_mib": spec.ram_mib,
         "disk_mib": spec.disk_mib,
+        "data_disks": spec.data_disks,
         "networks": networks,
         "node": node,
     })
@@ -3509,6 +3514,29 @@ mod tests {
         assert!(matches!(missing, Err(HvError::NotFound(_))), "{missing:?}");
         // Nothing moved.
         assert_eq!(site.hv.get_vm(&vm.id)?.ok_or("vm")?.node, Some(here));
+        Ok(())
+    }
+
+    #[test]
+    fn data_disks_are_made_with_the_vm_and_count_against_the_node() -> TestResult {
+        let site = Site::open()?;
+        let vm = site.create(&site.spec_with("disks", |s| s.data_disks = vec![512, 1024]))?;
+        let sizes: Vec<(bool, u64)> = vm.disks.iter().map(|d| (d.boot, d.size_mib)).collect();
+        assert_eq!(sizes, [(true, 2048), (false, 512), (false, 1024)]);
+        assert_eq!(vm.disk_mib, 3584, "the VM's disk is all of its disks");
+        // No node has room for this many: refused before anything is written.
+        let huge = site.spec_with("huge", |s| {
+            s.data_disks = vec![super::super::api::MAX_MIB / 2; 3]
+        });
+        let refused = site.hv.create_vm(&huge, "alice", "cloudapi");
+        assert!(matches!(refused, Err(HvError::Capacity(_))), "{refused:?}");
+        let many = site.spec_with("many", |s| s.data_disks = vec![1; MAX_DEVICES]);
+        let refused = site.hv.create_vm(&many, "alice", "cloudapi");
+        assert!(matches!(refused, Err(HvError::Invalid(_))), "{refused:?}");
+        let zero = site.spec_with("zero", |s| s.data_disks = vec![0]);
+        let refused = site.hv.create_vm(&zero, "alice", "cloudapi");
+        assert!(matches!(refused, Err(HvError::Invalid(_))), "{refused:?}");
+        assert_eq!(site.hv.list_vms(&VmFilter::default())?.total, 1);
         Ok(())
     }
 

@@ -420,7 +420,8 @@ same_fields!(wit::NewNetwork => NewNetwork {
     name, owner, vlan, subnet, provision_start, provision_end, gateway, resolvers, routes
 });
 same_fields!(wit::VmSpec => VmSpec {
-    name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection
+    name, owner, image, cpus, ram_mib, disk_mib, networks, tags, metadata, deletion_protection,
+    data_disks
 });
 
 impl From<Vm> for wit::Vm {

@@ -512,7 +512,7 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     placement.addresses = addresses;
     // Checked before the VM exists; recorded on the volumes once it does.
     let mounts = crate::resources::volumes::mounts(ctx)?;
-    let disk_mib = boot_disk(ctx, package.spec.disk)?;
+    let (disk_mib, data_disks) = disks(ctx, &package, &image, brand.as_deref())?;
     let spec = VmSpec {
         name,
         owner: ctx.account.id.clone(),
@@ -524,6 +524,7 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
         tags: Value::Object(tags).to_string(),
         metadata: Value::Object(metadata).to_string(),
         deletion_protection: inputs.boolean("deletion_protection")?.unwrap_or(false),
+        data_disks,
     };
     let created = hv::create_vm_placed(&spec, &placement, &compute::caller(ctx));
     let (vm, _job) = created.map_err(|e| match e {
@@ -609,21 +610,79 @@ fn placement(ctx: &Ctx<'_>) -> ApiResult<hv::Placement> {
     )
 }
 
-/// The boot disk: the package's size, or `disks[0].size` for a bhyve machine.
-fn boot_disk(ctx: &Ctx<'_>, package_disk: u64) -> ApiResult<u64> {
+/// The boot disk and the data disks. Without `disks`: the package's disk.
+/// With `disks` (a bhyve machine of a `flexible_disk` package, as the spec
+/// says): the first is the boot disk (its `size`, else the image's), the
+/// others data disks; one size may be `"remaining"` (the package's quota less
+/// the others), and together they may not pass the quota.
+fn disks(
+    ctx: &Ctx<'_>,
+    package: &packages::Package,
+    image: &Image,
+    brand: Option<&str>,
+) -> ApiResult<(u64, Vec<u64>)> {
     let Some(disks) = ctx.inputs.list("disks")? else {
-        return Ok(package_disk);
+        return Ok((package.spec.disk, Vec::new()));
     };
-    if disks.len() > 1 {
+    if !package.spec.flexible_disk {
+        return Err(ApiError::invalid_argument(format!(
+            "disks may only be given with a flexible_disk package; {} is not one",
+            package.name
+        )));
+    }
+    if brand == Some("kvm") || image.image_type != "zvol" {
         return Err(ApiError::invalid_argument(
-            "give only the boot disk at create; add more with CreateMachineDisk",
+            "disks may only be given for a bhyve instance",
         ));
     }
-    match disks.first().and_then(|d| d.get("size")) {
-        None => Ok(package_disk),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or(package_disk)),
-        Some(_) => Err(ApiError::invalid_argument("disks[0].size must be a number")),
+    if disks.is_empty() {
+        return Err(ApiError::invalid_argument(
+            "disks must list the boot disk first",
+        ));
     }
+    let mut sizes = Vec::with_capacity(disks.len());
+    for (index, disk) in disks.iter().enumerate() {
+        let Some(disk) = disk.as_object() else {
+            return Err(ApiError::invalid_argument(format!(
+                "disks[{index}] must be an object"
+            )));
+        };
+        if index > 0 && disk.get("boot") == Some(&Value::Bool(true)) {
+            return Err(ApiError::invalid_argument(
+                "only the first of disks is the boot disk",
+            ));
+        }
+        sizes.push(match disk.get("size") {
+            None if index == 0 => Some(image.size_mib),
+            Some(Value::String(s)) if s == "remaining" => None,
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64(),
+            _ => {
+                return Err(ApiError::invalid_argument(format!(
+                    "disks[{index}].size must be a number of MiB or \"remaining\""
+                )));
+            }
+        });
+    }
+    if sizes.iter().filter(|s| s.is_none()).count() > 1 {
+        return Err(ApiError::invalid_argument(
+            "only one of disks may have the size \"remaining\"",
+        ));
+    }
+    let quota = package.spec.disk;
+    let given: u64 = sizes.iter().flatten().sum();
+    let Some(rest) = quota.checked_sub(given) else {
+        return Err(ApiError::invalid_argument(format!(
+            "the disks ({given} MiB) are more than package {}'s {quota} MiB",
+            package.name
+        )));
+    };
+    if rest == 0 && sizes.contains(&None) {
+        return Err(ApiError::invalid_argument(
+            "no space remains for the \"remaining\" disk",
+        ));
+    }
+    let sizes: Vec<u64> = sizes.into_iter().map(|s| s.unwrap_or(rest)).collect();
+    Ok((sizes[0], sizes[1..].to_vec()))
 }
 
 /// POST /:account/machines/:machine with `action`.

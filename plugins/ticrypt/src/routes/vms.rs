@@ -202,6 +202,7 @@ pub fn create(req: &Request, caller: &Caller, _: &Params) -> ApiResult<Response>
         .to_string(),
         metadata: json!({ "ticrypt": record }).to_string(),
         deletion_protection: false,
+        data_disks: Vec::new(),
     };
     let (vm, job) = hv::create_vm(&spec, &caller.account.login)?;
     Ok(Response::json(200, &vm_json(&vm, Some(&job))))
