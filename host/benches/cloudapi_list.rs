@@ -157,6 +157,7 @@ fn main() {
             tags: format!(r#"{{"role":"{role}","n":{i}}}"#),
             metadata: "{}".into(),
             deletion_protection: false,
+            data_disks: Vec::new(),
         };
         let (_, transition) = hv.create_vm(&spec, "bench", "cloudapi").expect("create");
         hv.complete(&transition.id).expect("complete");
