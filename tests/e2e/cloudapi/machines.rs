@@ -863,8 +863,24 @@ fn images_from_machines_update_and_delete() {
             "/my/images?action=import-from-datacenter",
             &json!({"datacenter": "nowhere", "id": made_id}),
         ),
+        422,
+        "ValidationFailed",
+    );
+    assert_error(
+        api.post(
+            "/my/images?action=import-from-datacenter",
+            &json!({"datacenter": "nowhere", "id": "not-a-uuid"}),
+        ),
         409,
         "InvalidArgument",
+    );
+    assert_error(
+        api.post(
+            "/my/images?action=import-from-datacenter",
+            &json!({"id": made_id}),
+        ),
+        409,
+        "MissingParameter",
     );
     // A machine made from it keeps it in use.
     let user = create(
@@ -1246,14 +1262,22 @@ fn image_creation_is_a_job_and_images_are_shared_by_acl() {
     ));
     assert_eq!(status, 201, "{from_clone}");
     assert_error(bob.post(&clone_url, &json!({})), 404, "ResourceNotFound");
-    // Import from another datacenter: an id this site has is refused as such.
-    assert_error(
+    // Import from another datacenter: this site has no peer image stores, so
+    // IMGAPI's answer for an unsupported datacenter, its own name included.
+    let refused = assert_error(
         api.post(
             &format!("/my/images?action=import-from-datacenter&datacenter=tessera&id={made_id}"),
             &json!({}),
         ),
-        409,
-        "ImageUuidAlreadyExistsError",
+        422,
+        "ValidationFailed",
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("same datacenter"),
+        "{refused}"
     );
 }
 

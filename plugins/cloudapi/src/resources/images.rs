@@ -255,33 +255,28 @@ pub fn create(ctx: &Ctx<'_>, _: &Params) -> ApiResult<Reply> {
     .with_header("x-joyent-jobid", job))
 }
 
-/// This site has no link to another datacenter's image store: a known datacenter is
-/// refused as unreachable, an unknown one as invalid.
+/// CloudAPI's checks, then IMGAPI's answer for a datacenter it has no image
+/// store URL for: a Tessera site has none (plugins are sandboxed without
+/// outbound HTTP, and the kernel keeps no peer image stores), so every
+/// datacenter is unsupported, as in a Triton whose IMGAPI has no
+/// `imgapiUrlFromDatacenter` entries.
 fn import_from_datacenter(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let datacenter = ctx.inputs.required("datacenter")?;
     let id = ctx.inputs.required("id")?;
-    if !ctx.settings.datacenters.contains_key(&datacenter) {
+    if !crate::ids::is_uuid(&id) {
         return Err(ApiError::invalid_argument(format!(
-            "datacenter {datacenter} does not exist"
+            "id {id} must be a UUID"
         )));
     }
-    if hv::get_image(&id).map_err(hv_error)?.is_some() {
-        return Err(ApiError::new(
-            409,
-            "ImageUuidAlreadyExistsError",
-            format!("image {id} already exists in this datacenter"),
-        ));
-    }
-    if datacenter == ctx.settings.datacenter_name {
-        return Err(ApiError::invalid_argument(
-            "the image is already in this datacenter",
-        ));
-    }
-    // Plugins have no outbound HTTP here, so the peer's CloudAPI cannot be asked.
+    let why = if datacenter == ctx.settings.datacenter_name {
+        "cannot import into the same datacenter".to_string()
+    } else {
+        format!("datacenter \"{datacenter}\" is not supported")
+    };
     Err(ApiError::new(
-        501,
-        "NotImplemented",
-        format!("importing images from datacenter {datacenter} is not available here"),
+        422,
+        "ValidationFailed",
+        format!("{why}, valid datacenters names are: (none: this site has no peer image stores)"),
     ))
 }
 
