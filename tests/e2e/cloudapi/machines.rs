@@ -19,11 +19,6 @@ memory = 1024
 disk = 20480
 vcpus = 2
 default = true
-[plugins.cloudapi.settings.packages.flexible]
-memory = 512
-disk = 20480
-vcpus = 1
-flexible_disk = true
 [plugins.cloudapi.settings.packages.huge]
 memory = 10000000
 disk = 10240
@@ -685,7 +680,11 @@ fn snapshots_create_list_get_rollback_and_delete() {
 /// boot disk and data disks at once, within the package's quota.
 #[test]
 fn create_machine_with_disks_of_a_flexible_package() {
-    let (_server, api) = setup();
+    let server = site(&format!(
+        "{SETTINGS}\n[plugins.cloudapi.settings.packages.flexible]\n\
+         memory = 512\ndisk = 20480\nvcpus = 1\nflexible_disk = true\n"
+    ));
+    let api = account_with_key(&server, "alice");
     let image = image_id(&api, "alpine-3.20");
     let body = |disks: Value| json!({"image": image, "package": "flexible", "brand": "bhyve", "disks": disks});
     let machine = create(
