@@ -131,14 +131,15 @@ impl Workspace {
     /// A stored hash stronger than the site's parameters gets a buffer of its
     /// own for the call, so the kept ones never outgrow the site's setting.
     fn with<R>(&self, need: usize, f: impl FnOnce(&mut [Block]) -> R) -> R {
-        let mut buffer = self.take();
-        let result = if need <= buffer.len() {
-            f(&mut buffer)
+        let mut borrowed = Borrowed {
+            workspace: self,
+            buffer: self.take(),
+        };
+        if need <= borrowed.buffer.len() {
+            f(&mut borrowed.buffer)
         } else {
             f(&mut vec![Block::default(); need])
-        };
-        self.give_back(buffer);
-        result
+        }
     }
 
     fn take(&self) -> Vec<Block> {
@@ -170,6 +171,19 @@ impl Workspace {
         free.0.push(buffer);
         drop(free);
         self.returned.notify_one();
+    }
+}
+
+/// A buffer out of the workspace, given back when dropped, so a hash that
+/// panics cannot leave the workspace a buffer short (and later callers waiting).
+struct Borrowed<'a> {
+    workspace: &'a Workspace,
+    buffer: Vec<Block>,
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        self.workspace.give_back(std::mem::take(&mut self.buffer));
     }
 }
 
@@ -360,6 +374,13 @@ mod tests {
         assert!(most.load(Ordering::SeqCst) <= 2);
         let free = workspace.free.lock().map(|f| (f.0.len(), f.1)).ok();
         assert_eq!(free, Some((2, 2)), "two buffers made, both back");
+        // A hash that panics still gives its buffer back.
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            workspace.with(8, |_| panic!("a hash that fails hard"))
+        }));
+        assert!(panicked.is_err());
+        let free = workspace.free.lock().map(|f| (f.0.len(), f.1)).ok();
+        assert_eq!(free, Some((2, 2)), "the buffer came back");
         // A bigger need borrows a one-off buffer; the kept ones stay small.
         assert_eq!(workspace.with(20, |blocks| blocks.len()), 20);
         let sizes: Vec<usize> = workspace
