@@ -199,6 +199,29 @@ pub fn cli_ok(data_dir: &Path, args: &[&str], stdin: &str) -> String {
 }
 
 /// The status of a plain `GET` of `path`.
+/// The appliance admin API's first-run setup (`POST /api/v1/admin/setup` with
+/// `newtoken`); the status it answered.
+pub fn appliance_setup(
+    http: &reqwest::blocking::Client,
+    server: &Server,
+    token: &str,
+) -> reqwest::StatusCode {
+    let boundary = "tessera-test-boundary";
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"newtoken\"\r\n\r\n\
+         {token}\r\n--{boundary}--\r\n"
+    );
+    http.post(server.url("/api/v1/admin/setup"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .unwrap()
+        .status()
+}
+
 pub fn get_status(server: &Server, path: &str) -> u16 {
     client()
         .get(server.url(path))

@@ -396,22 +396,7 @@ impl World {
         self.ids
             .insert("drive", drive["id"].as_str().unwrap().to_string());
         // The appliance admin API's token.
-        let boundary = "mx-boundary";
-        let form = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"newtoken\"\r\n\r\n\
-             {APPLIANCE_TOKEN}\r\n--{boundary}--\r\n"
-        );
-        let status = self
-            .http
-            .post(self.server.url("/api/v1/admin/setup"))
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(form)
-            .send()
-            .unwrap()
-            .status();
+        let status = crate::harness::appliance_setup(&self.http, &self.server, APPLIANCE_TOKEN);
         assert!(status.is_success(), "appliance setup: {status}");
     }
 

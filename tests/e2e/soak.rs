@@ -147,20 +147,7 @@ fn setup(server: &Server) -> Clients {
         .as_str()
         .expect("a vmmanager session")
         .to_string();
-    let boundary = "soak-boundary-1";
-    let form = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"newtoken\"\r\n\r\nsoak-admin-token\r\n--{boundary}--\r\n"
-    );
-    let status = http
-        .post(server.url("/api/v1/admin/setup"))
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form)
-        .send()
-        .unwrap()
-        .status();
+    let status = crate::harness::appliance_setup(&http, server, "soak-admin-token");
     // Until the appliance API exists its stub answers 404; then the mix skips it.
     let appliance = status != 404;
     assert!(

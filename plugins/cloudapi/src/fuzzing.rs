@@ -22,7 +22,8 @@ pub fn fwrule(data: &[u8]) {
     }
 }
 
-const PREDICATE_FIELDS: [Field; 3] = [
+/// The fields the predicate target (and `predicate`'s unit tests) compile against.
+pub(crate) const PREDICATE_FIELDS: [Field; 3] = [
     Field {
         name: "name",
         path: "name",

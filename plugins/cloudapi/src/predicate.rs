@@ -166,23 +166,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const FIELDS: [Field; 3] = [
-        Field {
-            name: "name",
-            path: "name",
-            numeric: false,
-        },
-        Field {
-            name: "state",
-            path: "state",
-            numeric: false,
-        },
-        Field {
-            name: "size",
-            path: "size",
-            numeric: true,
-        },
-    ];
+    use crate::fuzzing::PREDICATE_FIELDS as FIELDS;
 
     fn filter(text: &str) -> Value {
         serde_json::from_str(&compile(text, &FIELDS).unwrap().filter.to_json()).unwrap()
